@@ -1,0 +1,90 @@
+"""OTLP/gRPC receiver: ``TraceService/Export`` with the same semantics as OTLP/HTTP.
+
+gRPC itself decodes the protobuf, handles gzip and enforces the message size
+limit (RESOURCE_EXHAUSTED). Backpressure is UNAVAILABLE with a ``RetryInfo``
+detail, bad data INVALID_ARGUMENT, as the OTLP specification asks
+(https://opentelemetry.io/docs/specs/otlp/#otlpgrpc-response). Logs and metrics
+are accepted and discarded, as on HTTP.
+"""
+from __future__ import annotations
+
+import time
+from concurrent import futures
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from collector.errors import CollectorError, RetryableError
+from collector.receiver import Receiver, wrap_storage_failure
+
+
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def Export(self, request, context):  # noqa: N802 (gRPC method name)
+        started = time.perf_counter()
+        try:
+            outcome = self.receiver.submit(request, "grpc")
+            try:
+                outcome.wait_durable()
+            except Exception as exc:
+                raise wrap_storage_failure(exc) from exc
+        except CollectorError as exc:
+            self.receiver.metrics.requests.labels(transport="grpc", outcome=exc.grpc_code.name).inc()
+            context.abort_with_status(_GrpcStatus(exc))
+        self.receiver.acknowledge(outcome, "grpc")
+        self.receiver.metrics.request_seconds.labels(transport="grpc").observe(time.perf_counter() - started)
+        reply = trace_service_pb2.ExportTraceServiceResponse()
+        if outcome.rejected:
+            reply.partial_success.rejected_spans = outcome.rejected
+            reply.partial_success.error_message = outcome.message
+        return reply
+
+
+class DiscardLogs(logs_service_pb2_grpc.LogsServiceServicer):
+    def Export(self, request, context):  # noqa: N802
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
+class DiscardMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def Export(self, request, context):  # noqa: N802
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+class _GrpcStatus(grpc.Status):
+    """A status with a ``google.rpc.Status`` in ``grpc-status-details-bin`` (RetryInfo on backpressure)."""
+
+    def __init__(self, exc: CollectorError):
+        detail = status_pb2.Status(code=exc.grpc_code.value[0], message=exc.message)
+        if isinstance(exc, RetryableError):
+            info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=exc.retry_after))
+            detail.details.add().Pack(info)
+        self.code = exc.grpc_code
+        self.details = exc.message
+        self.trailing_metadata = (("grpc-status-details-bin", detail.SerializeToString()),)
+
+
+def build_server(receiver: Receiver, host: str, port: int, max_message_bytes: int, workers: int,
+                 interceptors=()) -> tuple[grpc.Server, int]:
+    """Create (not start) the gRPC server; returns it with the bound port (useful with port 0)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
+        interceptors=list(interceptors),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=workers * 16,
+    )
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(DiscardLogs(), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(DiscardMetrics(), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port} (address in use or not available)")
+    return server, bound

@@ -1,0 +1,210 @@
+"""Assemble one inferledger process: storage, the OTLP receivers, the HTTP app.
+
+``Pipeline`` owns the pieces and their start/stop order: storage first (it
+replays the write-ahead log left by a crash), then the listeners; on stop the
+listeners close first and storage lands everything it holds.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+
+from collector import otlp_grpc, otlp_http
+from collector.metrics import PipelineMetrics
+from collector.normalize import NormalizeSettings
+from collector.receiver import Receiver
+from inferledger.config import Config, subject_key
+from warehouse.storage import Storage, StorageSettings
+
+
+class StartupError(Exception):
+    """The server cannot start; the message tells the operator what to fix."""
+
+
+@dataclass
+class Pipeline:
+    config: Config
+    storage: Storage
+    receiver: Receiver
+    metrics: PipelineMetrics
+    app: FastAPI
+    http_socket: socket.socket | None = None
+    grpc_server: object | None = None
+    grpc_port: int | None = None
+    _uvicorn: uvicorn.Server | None = field(default=None, repr=False)
+
+    @property
+    def http_port(self) -> int:
+        return self.http_socket.getsockname()[1]
+
+
+def build_pipeline(config: Config) -> Pipeline:
+    data_dir = prepare_data_dir(Path(config.data_dir))
+    storage = Storage(data_dir, storage_settings(config))
+    metrics = PipelineMetrics()
+    metrics.add_gauges(storage.stats)
+    settings = NormalizeSettings(
+        capture_content=config.ingest.capture_content,
+        keep_http_spans=config.ingest.keep_http_spans,
+        subject_key=subject_key(config),
+        max_attribute_value_bytes=config.ingest.max_attribute_value_bytes,
+        max_tokens=config.ingest.max_tokens,
+    )
+    receiver = Receiver(storage, settings, metrics, config.ingest.retry_after_s)
+    app = build_http_app(receiver, storage, config)
+    return Pipeline(config=config, storage=storage, receiver=receiver, metrics=metrics, app=app)
+
+
+def storage_settings(config: Config) -> StorageSettings:
+    return StorageSettings(
+        fsync=config.storage.fsync,
+        seal_interval_s=config.storage.seal_interval_s,
+        visibility_target_s=config.storage.visibility_target_s,
+        max_pending_bytes=config.storage.max_pending_bytes,
+        min_free_bytes=config.storage.min_free_bytes,
+    )
+
+
+def prepare_data_dir(data_dir: Path) -> Path:
+    """Create the data directory and prove it is writable, with a message that names the path."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"data directory {data_dir} is not writable: {exc.strerror or exc}") from None
+    return data_dir.resolve()
+
+
+def build_http_app(receiver: Receiver, storage: Storage, config: Config) -> FastAPI:
+    app = FastAPI(
+        title="inferledger",
+        summary="Cost observability and audit logging for AI inference.",
+        version=_version(),
+    )
+    app.include_router(otlp_http.build_router(receiver, config.ingest.max_body_bytes))
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: storage runs and accepts spans")
+    def readyz() -> JSONResponse:
+        ok, reason = storage.can_accept()
+        body = {"status": "ready" if ok else "not ready", "reason": reason}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of the pipeline itself")
+    def metrics() -> Response:
+        return Response(receiver.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def bind_socket(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen for {what} on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def start(pipeline: Pipeline) -> None:
+    """Start storage and bind both listeners; HTTP serving itself begins in ``serve_http``."""
+    server = pipeline.config.server
+    pipeline.http_socket = bind_socket(server.host, server.http_port, "OTLP/HTTP")
+    pipeline.storage.start()
+    if server.grpc_enabled:
+        try:
+            grpc_server, port = otlp_grpc.build_server(
+                pipeline.receiver, server.host, server.grpc_port,
+                pipeline.config.ingest.max_body_bytes, server.grpc_workers,
+            )
+        except OSError as exc:
+            pipeline.storage.stop()
+            pipeline.http_socket.close()
+            raise StartupError(str(exc)) from None
+        grpc_server.start()
+        pipeline.grpc_server, pipeline.grpc_port = grpc_server, port
+
+
+def serve_http(pipeline: Pipeline, log_level: str = "warning") -> None:
+    """Run the HTTP server on the bound socket until ``stop_http`` (or a signal) ends it."""
+    config = uvicorn.Config(
+        pipeline.app, log_level=log_level, access_log=False, lifespan="off",
+        timeout_keep_alive=30, limit_concurrency=None,
+    )
+    pipeline._uvicorn = uvicorn.Server(config)
+    asyncio.run(pipeline._uvicorn.serve(sockets=[pipeline.http_socket]))
+
+
+def stop(pipeline: Pipeline) -> None:
+    if pipeline._uvicorn is not None:
+        pipeline._uvicorn.should_exit = True
+    if pipeline.grpc_server is not None:
+        pipeline.grpc_server.stop(grace=2).wait()
+    pipeline.storage.stop()
+    if pipeline.http_socket is not None:
+        pipeline.http_socket.close()
+
+
+class RunningServer:
+    """A pipeline serving in a background thread: for tests, the demo and benchmarks."""
+
+    def __init__(self, config: Config):
+        self.pipeline = build_pipeline(config)
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "RunningServer":
+        start(self.pipeline)
+        self._thread = threading.Thread(target=serve_http, args=(self.pipeline,), name="http", daemon=True)
+        self._thread.start()
+        while self.pipeline._uvicorn is None or not self.pipeline._uvicorn.started:
+            if not self._thread.is_alive():
+                raise StartupError("HTTP server failed to start")
+            threading.Event().wait(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pipeline._uvicorn is not None:
+            self.pipeline._uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.pipeline._uvicorn = None
+        stop(self.pipeline)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.pipeline.config.server.host}:{self.pipeline.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.pipeline.config.server.host}:{self.pipeline.grpc_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.pipeline.config.data_dir)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("inferledger")
+    except PackageNotFoundError:
+        return os.environ.get("INFERLEDGER_VERSION", "0.0.0")

@@ -1,0 +1,215 @@
+"""The ``inferledger`` command line.
+
+Every command reads the same configuration (``--config FILE``, else
+``$INFERLEDGER_CONFIG``, else ``./inferledger.toml`` if present) and accepts
+``--data-dir`` to point at a data directory directly.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inferledger.config import ConfigError, load_config
+
+app = typer.Typer(
+    help="inferledger: cost observability and audit logging for AI inference.\n\n"
+    "Send OpenTelemetry spans to `inferledger serve`, then ask questions with `inferledger query`.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="TOML configuration file.", exists=False)
+DataDirOption = typer.Option(None, "--data-dir", "-d", help="Data directory (overrides the configuration).")
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _load(config_path: Optional[Path], **overrides):
+    try:
+        return load_config(config_path, **overrides)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config_path: Optional[Path] = ConfigOption,
+    data_dir: Optional[Path] = DataDirOption,
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
+    http_port: Optional[int] = typer.Option(None, "--http-port", help="OTLP/HTTP port (default 4318)."),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="OTLP/gRPC port (default 4317)."),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Receive OTLP traces over HTTP and gRPC and land them in the warehouse.
+
+    Point an OpenTelemetry SDK at it with
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 (or gRPC on 4317).
+    """
+    from inferledger.app import StartupError, build_pipeline, serve_http, start, stop
+
+    config = _load(config_path, data_dir=data_dir, server__host=host,
+                   server__http_port=http_port, server__grpc_port=grpc_port)
+    try:
+        pipeline = build_pipeline(config)
+        start(pipeline)
+    except StartupError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    server = config.server
+    console.print(f"inferledger {pipeline.app.version} — data in {Path(config.data_dir).resolve()}")
+    console.print(f"  OTLP/HTTP  http://{server.host}:{pipeline.http_port}/v1/traces")
+    if pipeline.grpc_port:
+        console.print(f"  OTLP/gRPC  {server.host}:{pipeline.grpc_port}")
+    console.print(f"  metrics    http://{server.host}:{pipeline.http_port}/metrics")
+    try:
+        serve_http(pipeline, log_level=log_level)
+    finally:
+        console.print("stopping: landing buffered spans…")
+        stop(pipeline)
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="SQL over the views: inferences, http_attempts, ..."),
+    config_path: Optional[Path] = ConfigOption,
+    data_dir: Optional[Path] = DataDirOption,
+    output: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, csv or json."),
+) -> None:
+    """Run SQL over the warehouse; works while the server is running.
+
+    Example: inferledger query "select provider, response_model, input_tokens,
+    output_tokens from inferences order by start_time desc limit 10"
+    """
+    from warehouse.catalog import query as run_query
+
+    config = _load(config_path, data_dir=data_dir)
+    try:
+        table = run_query(Path(config.data_dir), sql)
+    except Exception as exc:  # DuckDB reports parse/binder errors with a readable message
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    rows = table.to_pylist()
+    if output is OutputFormat.json:
+        sys.stdout.write(json.dumps(rows, default=_json_default, indent=2) + "\n")
+    elif output is OutputFormat.csv:
+        sys.stdout.write(_to_csv(table.column_names, rows))
+    else:
+        Console().print(_to_rich_table(table.column_names, rows))
+
+
+@app.command()
+def demo(
+    config_path: Optional[Path] = ConfigOption,
+    data_dir: Optional[Path] = DataDirOption,
+    http_port: Optional[int] = typer.Option(None, "--http-port", help="OTLP/HTTP port (default 4318)."),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="OTLP/gRPC port (default 4317)."),
+    days: int = typer.Option(35, "--days", help="Days of traffic to generate (fast-forwarded)."),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Exit when the demo is done instead of serving."),
+) -> None:
+    """Start the pipeline on a local data directory and play weeks of example traffic through it.
+
+    Three example services (fraud screening, a support assistant, trading signals) send
+    their spans with the real OpenTelemetry SDK; then a summary is printed and the server
+    keeps running so you can query it and point your own services at it.
+    """
+    import time
+
+    from rich.progress import Progress
+
+    from inferledger.app import RunningServer, StartupError
+    from inferledger.demo import SERVICES, play_traffic
+    from warehouse.catalog import query as run_query
+
+    config = _load(config_path, data_dir=data_dir, server__http_port=http_port, server__grpc_port=grpc_port)
+    try:
+        server = RunningServer(config).__enter__()
+    except StartupError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("sending demo traffic", total=days * len(SERVICES))
+            sent = play_traffic(server.http_url, days=days, progress=lambda n: progress.advance(task, n))
+        deadline = time.monotonic() + config.storage.visibility_target_s + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            summary = run_query(server.data_dir, DEMO_SUMMARY_SQL)
+        console.print(f"sent {sent:,} requests; the warehouse now holds:")
+        Console().print(_to_rich_table(summary.column_names, summary.to_pylist()))
+        console.print(f"data directory: {server.data_dir}")
+        console.print(f'try: inferledger query --data-dir {server.data_dir} "select * from inferences limit 5"')
+        if not no_serve:
+            console.print(f"serving on {server.http_url} (OTLP/HTTP) and {server.grpc_target} (gRPC); Ctrl-C stops")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        server.__exit__(None, None, None)
+
+
+DEMO_SUMMARY_SQL = """
+select service_name, coalesce(response_model, request_model, model_version) as model,
+       count(*) as inferences, sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens,
+       count(*) filter (where status = 'error') as errors
+from inferences group by all order by service_name, model
+"""
+
+
+def _json_default(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _to_csv(columns: list[str], rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_value(row[c]) for c in columns])
+    return buffer.getvalue()
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=_json_default)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _to_rich_table(columns: list[str], rows: list[dict]) -> Table:
+    table = Table(*columns, show_lines=False)
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    table.caption = f"{len(rows)} row(s)"
+    return table
+
+
+if __name__ == "__main__":
+    app()
