@@ -7,7 +7,9 @@ listeners close first and storage lands everything it holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -149,8 +151,19 @@ def serve_http(pipeline: Pipeline, log_level: str = "warning") -> None:
         pipeline.app, log_level=log_level, access_log=False, lifespan="off",
         timeout_keep_alive=30, limit_concurrency=None,
     )
-    pipeline._uvicorn = uvicorn.Server(config)
-    asyncio.run(pipeline._uvicorn.serve(sockets=[pipeline.http_socket]))
+    server = pipeline._uvicorn = _Server(config)
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: setattr(server, "should_exit", True))
+    asyncio.run(server.serve(sockets=[pipeline.http_socket]))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after shutting down, which would kill the process before
+    storage lands what it holds; the pipeline handles signals itself instead."""
+
+    def capture_signals(self):
+        return contextlib.nullcontext()
 
 
 def stop(pipeline: Pipeline) -> None:
