@@ -29,7 +29,14 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):  # noqa: N802 (gRPC method name)
         started = time.perf_counter()
         try:
-            outcome = self.receiver.submit(request, "grpc")
+            self.receiver.check_capacity()
+            try:
+                batch = self.receiver.normalizers.submit_message(request).result()
+            except CollectorError:
+                raise
+            except Exception as exc:  # a worker process died: nothing was acknowledged, the client retries
+                raise RetryableError(f"normalization failed ({type(exc).__name__}); retry") from exc
+            outcome = self.receiver.submit(batch, "grpc")
             try:
                 outcome.wait_durable()
             except Exception as exc:

@@ -23,13 +23,13 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector.errors import CollectorError, PayloadTooLarge, PermanentError, UnsupportedMediaType
-from collector.otlp_decode import decode_json, decode_protobuf
+from collector.errors import (CollectorError, PayloadTooLarge, PermanentError, RetryableError,
+                              UnsupportedMediaType)
+from collector.workers import DECODERS
 from collector.receiver import Receiver, wrap_storage_failure
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-DECODERS = {PROTOBUF: decode_protobuf, JSON: decode_json}
 GRPC_CODE_FOR_STATUS = {400: 3, 413: 8, 415: 3, 429: 8, 503: 14}
 
 
@@ -41,10 +41,16 @@ def build_router(receiver: Receiver, max_body_bytes: int) -> APIRouter:
         started = time.perf_counter()
         content_type = _media_type(request.headers.get("content-type", ""))
         try:
-            decoder = _decoder_for(content_type)
+            _decoder_for(content_type)
             receiver.check_capacity()
             body = await read_body(request, max_body_bytes)
-            outcome = receiver.submit(decoder(body), "http")
+            try:
+                batch = await asyncio.wrap_future(receiver.normalize(body, content_type))
+            except CollectorError:
+                raise
+            except Exception as exc:  # a worker process died: nothing was acknowledged, the client retries
+                raise RetryableError(f"normalization failed ({type(exc).__name__}); retry") from exc
+            outcome = receiver.submit(batch, "http")
             try:
                 await asyncio.gather(*(asyncio.wrap_future(f) for f in outcome.durable))
             except Exception as exc:  # the log could not fsync: nothing was acknowledged

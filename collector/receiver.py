@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import concurrent.futures
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Protocol
 
 import pyarrow as pa
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.errors import RetryableError
 from collector.metrics import PipelineMetrics
-from collector.normalize import NormalizeSettings, normalize_request
+from collector.normalize import NormalizedBatch
+from collector.workers import NormalizerPool
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -49,9 +48,9 @@ class ExportOutcome:
 
 
 class Receiver:
-    def __init__(self, sink: Sink, settings: NormalizeSettings, metrics: PipelineMetrics, retry_after_s: int = 5):
+    def __init__(self, sink: Sink, normalizers: NormalizerPool, metrics: PipelineMetrics, retry_after_s: int = 5):
         self.sink = sink
-        self.settings = settings
+        self.normalizers = normalizers
         self.metrics = metrics
         self.retry_after_s = retry_after_s
 
@@ -62,10 +61,13 @@ class Receiver:
             self.metrics.requests.labels(transport="any", outcome="backpressure").inc()
             raise RetryableError(f"collector is over capacity ({reason}); retry later", self.retry_after_s)
 
-    def submit(self, request: ExportTraceServiceRequest, transport: str) -> ExportOutcome:
-        """Normalize and hand the records to the write-ahead log; the caller waits on ``durable``."""
+    def normalize(self, body: bytes, content_type: str) -> concurrent.futures.Future:
+        """Decode and normalize ``body`` (in a worker process when configured); a future of the batch."""
+        return self.normalizers.submit(body, content_type)
+
+    def submit(self, batch: NormalizedBatch, transport: str) -> ExportOutcome:
+        """Hand normalized records to the write-ahead log; the caller waits on ``durable``."""
         self.check_capacity()
-        batch = normalize_request(request, self.settings, datetime.now(timezone.utc))
         self.metrics.spans_received.labels(transport=transport).inc(batch.spans_received)
         outcome = ExportOutcome(rejected=batch.rejected_spans)
         if batch.rejected_spans:

@@ -23,6 +23,7 @@ from collector import otlp_grpc, otlp_http
 from collector.metrics import PipelineMetrics
 from collector.normalize import NormalizeSettings
 from collector.receiver import Receiver
+from collector.workers import NormalizerPool
 from inferledger.config import Config, subject_key
 from warehouse.storage import Storage, StorageSettings
 
@@ -60,7 +61,8 @@ def build_pipeline(config: Config) -> Pipeline:
         max_attribute_value_bytes=config.ingest.max_attribute_value_bytes,
         max_tokens=config.ingest.max_tokens,
     )
-    receiver = Receiver(storage, settings, metrics, config.ingest.retry_after_s)
+    workers = config.ingest.workers if config.ingest.workers >= 0 else (os.cpu_count() or 1)
+    receiver = Receiver(storage, NormalizerPool(settings, workers), metrics, config.ingest.retry_after_s)
     app = build_http_app(receiver, storage, config)
     return Pipeline(config=config, storage=storage, receiver=receiver, metrics=metrics, app=app)
 
@@ -131,6 +133,7 @@ def start(pipeline: Pipeline) -> None:
     server = pipeline.config.server
     pipeline.http_socket = bind_socket(server.host, server.http_port, "OTLP/HTTP")
     pipeline.storage.start()
+    pipeline.receiver.normalizers.warm_up()
     if server.grpc_enabled:
         try:
             grpc_server, port = otlp_grpc.build_server(
@@ -138,6 +141,7 @@ def start(pipeline: Pipeline) -> None:
                 pipeline.config.ingest.max_body_bytes, server.grpc_workers,
             )
         except OSError as exc:
+            pipeline.receiver.normalizers.shutdown()
             pipeline.storage.stop()
             pipeline.http_socket.close()
             raise StartupError(str(exc)) from None
@@ -171,6 +175,7 @@ def stop(pipeline: Pipeline) -> None:
         pipeline._uvicorn.should_exit = True
     if pipeline.grpc_server is not None:
         pipeline.grpc_server.stop(grace=2).wait()
+    pipeline.receiver.normalizers.shutdown()
     pipeline.storage.stop()
     if pipeline.http_socket is not None:
         pipeline.http_socket.close()

@@ -58,6 +58,10 @@ class IngestConfig(Section):
     keep_http_spans: bool = Field(
         True, description="Keep HTTP client spans (status, resend count, timing) as retry evidence in `http_attempts`."
     )
+    workers: int = Field(
+        -1, ge=-1, le=64,
+        description="Processes that decode and normalize spans: 0 = in the server process, -1 = one per CPU core.",
+    )
     retry_after_s: int = Field(5, ge=1, le=3600, description="Retry-After seconds sent with 503/429 backpressure answers.")
 
 

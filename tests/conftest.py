@@ -19,6 +19,7 @@ def make_config(data_dir: Path, **overrides):
         server__grpc_port=0,
         storage__seal_interval_s=0.2,
         storage__min_free_bytes=0,
+        ingest__workers=0,
     )
     values.update(overrides)
     return load_config(None, environ={"INFERLEDGER_SUBJECT_KEY": "00" * 32}, **values)

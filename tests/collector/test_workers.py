@@ -1,0 +1,33 @@
+"""Normalization in worker processes: same answers as inline, and a dead worker is recovered from."""
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from inferledger.app import RunningServer
+from tests.conftest import make_config, wait_for_rows
+from tests.otlp_builders import export_request, genai_span
+
+PROTO = {"Content-Type": "application/x-protobuf"}
+
+
+def post(server, body: bytes) -> httpx.Response:
+    return httpx.post(server.http_url + "/v1/traces", content=body, headers=PROTO, timeout=30)
+
+
+def test_worker_pool_answers_like_inline_and_survives_a_killed_worker(tmp_path):
+    with RunningServer(make_config(tmp_path / "data", ingest__workers=2)) as server:
+        reply = post(server, export_request([genai_span(), genai_span(input_tokens=-1)]).SerializeToString())
+        assert ExportTraceServiceResponse.FromString(reply.content).partial_success.rejected_spans == 1
+        reply = post(server, b"\x0a\xff\xff")
+        assert reply.status_code == 400 and "protobuf" in status_pb2.Status.FromString(reply.content).message
+
+        pool = server.pipeline.receiver.normalizers._pool
+        os.kill(next(iter(pool._processes)), signal.SIGKILL)
+        statuses = [post(server, export_request([genai_span()]).SerializeToString()).status_code for _ in range(3)]
+        assert statuses[-1] == 200 and set(statuses) <= {200, 503}
+        wait_for_rows(server.data_dir, "select * from inferences", 1 + statuses.count(200))
