@@ -67,8 +67,29 @@ def build_pipeline(config: Config) -> Pipeline:
     return Pipeline(config=config, storage=storage, receiver=receiver, metrics=metrics, app=app)
 
 
+def price_book(config: Config):
+    """The price book (genai-prices plus the user file); a bad price file is a startup error."""
+    from warehouse.pricing import load_book
+
+    try:
+        return load_book(config.pricing.price_file)
+    except (ValueError, OSError) as exc:
+        raise StartupError(f"price file: {exc}") from None
+
+
+def pricing_defaults(config: Config):
+    from warehouse.pricing import PricingDefaults
+
+    return PricingDefaults(tier=config.pricing.default_tier, tier_by_tenant=config.pricing.tier_by_tenant,
+                           tier_by_feature=config.pricing.tier_by_feature)
+
+
 def storage_settings(config: Config) -> StorageSettings:
+    """Storage knobs from the configuration; inferences are priced as each segment lands."""
+    from warehouse.pricing import landing_transform
+
     return StorageSettings(
+        transform=landing_transform(price_book(config), pricing_defaults(config)),
         fsync=config.storage.fsync,
         seal_interval_s=config.storage.seal_interval_s,
         visibility_target_s=config.storage.visibility_target_s,

@@ -174,6 +174,87 @@ from inferences group by all order by service_name, model
 """
 
 
+prices_app = typer.Typer(help="Inspect the price book against what the warehouse has seen.", no_args_is_help=True)
+app.add_typer(prices_app, name="prices")
+
+
+@prices_app.command("check")
+def prices_check(
+    config_path: Optional[Path] = ConfigOption,
+    data_dir: Optional[Path] = DataDirOption,
+) -> None:
+    """List every provider and model seen in the warehouse with the price entry it matches.
+
+    Models that match nothing (their inferences are `unpriced`, never $0) come first.
+    Exit status 1 when any model is unpriced, so CI or cron can watch for it.
+    """
+    from inferledger.app import StartupError, price_book
+    from warehouse.catalog import connect
+    from warehouse.pricing import price_coverage
+
+    config = _load(config_path, data_dir=data_dir)
+    try:
+        book = price_book(config)
+    except StartupError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with connect(Path(config.data_dir)) as conn:
+        rows = price_coverage(conn, book)
+    table = Table("provider", "model", "requests", "price entry", "match")
+    for row in rows:
+        style = "red" if row.match_kind == "none" else None
+        table.add_row(row.provider or "", row.model or "", f"{row.requests:,}", row.entry_id or "(unpriced)",
+                      row.match_kind, style=style)
+    Console().print(table)
+    unpriced = [r for r in rows if r.match_kind == "none"]
+    if unpriced:
+        console.print(f"{len(unpriced)} model(s) have no price: add them to the price file "
+                      "(pricing.price_file) or report a cost on the span.")
+        raise typer.Exit(1)
+
+
+@app.command()
+def reprice(
+    date_from: str = typer.Option(..., "--from", help="First day to reprice (YYYY-MM-DD, inclusive)."),
+    date_to: str = typer.Option(..., "--to", help="Last day to reprice (YYYY-MM-DD, inclusive)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the before/after diff, write nothing."),
+    reason: str = typer.Option("", "--reason", help="Why (kept in the repricing log that reports show)."),
+    config_path: Optional[Path] = ConfigOption,
+    data_dir: Optional[Path] = DataDirOption,
+) -> None:
+    """Recompute costs for a period with the current price book, as a new cost version.
+
+    Raw records stay untouched; the `inferences` view shows the latest cost version and
+    earlier ones stay queryable in `cost_versions`. Who, when, why and the totals are
+    recorded in the `repricings` log. Prints the before/after diff by day and model.
+    """
+    from inferledger.app import StartupError, price_book, pricing_defaults
+    from warehouse.pricing import reprice as run_reprice
+
+    config = _load(config_path, data_dir=data_dir)
+    try:
+        first, last = date.fromisoformat(date_from), date.fromisoformat(date_to)
+        book = price_book(config)
+    except (ValueError, StartupError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if last < first:
+        console.print("[red]error:[/red] --to is before --from")
+        raise typer.Exit(2)
+    try:
+        result = run_reprice(Path(config.data_dir), book, first, last, dry_run=dry_run, reason=reason,
+                             defaults=pricing_defaults(config))
+    except RuntimeError as exc:  # e.g. the manifest is held by a running server
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    diff = result.diff.to_pylist()
+    Console().print(_to_rich_table(result.diff.column_names, diff))
+    verb = "would change" if dry_run else f"changed (cost version {result.cost_version})"
+    console.print(f"{result.records:,} records, {result.changed:,} {verb}; total "
+                  f"${result.total_before_usd:,.4f} -> ${result.total_after_usd:,.4f}; unpriced "
+                  f"{result.unpriced_before:,} -> {result.unpriced_after:,}")
+
+
 def _json_default(value):
     if isinstance(value, (datetime, date)):
         return value.isoformat()

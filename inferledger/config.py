@@ -78,6 +78,19 @@ class StorageConfig(Section):
     )
 
 
+class PricingConfig(Section):
+    price_file: Path | None = Field(
+        None,
+        description="User price file (TOML) with overrides, aliases, tier discounts and capacity pools; "
+        "its entries win over the built-in genai-prices list. See warehouse/pricing/README.md.",
+    )
+    default_tier: str = Field("standard", description="Service tier for records that report none.")
+    tier_by_tenant: dict[str, str] = Field(default_factory=dict, description="Default service tier per tenant.")
+    tier_by_feature: dict[str, str] = Field(
+        default_factory=dict, description="Default service tier per feature (wins over the tenant's)."
+    )
+
+
 class PrivacyConfig(Section):
     subject_key_env: str = Field(
         "INFERLEDGER_SUBJECT_KEY",
@@ -91,6 +104,7 @@ class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
 

@@ -1,0 +1,91 @@
+"""Costs through the whole pipeline: landing prices each record; `prices check`; `reprice` after a price change.
+
+Expected costs are worked out by hand from genai-prices' gpt-4o list price
+(USD per million tokens: input 2.50, cache read 1.25, output 10.00) and from
+the negotiated price in the user file written below (input 2.00, cache read
+1.00, output 8.00).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from inferledger.app import RunningServer
+from tests.conftest import make_config, wait_for_rows
+from tests.otlp_builders import export_request, genai_span
+from warehouse.catalog import query
+
+DAY_NS = int(datetime(2026, 11, 20, 12, tzinfo=timezone.utc).timestamp() * 1e9)
+PRICE_FILE = """
+[[model]]
+id = "acme/gpt-4o-negotiated"
+provider = "openai"
+models = ["gpt-4o"]
+effective_from = 2026-11-01
+input_mtok = 2.00
+cache_read_mtok = 1.00
+output_mtok = 8.00
+"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "inferledger.cli", *args], capture_output=True, text=True,
+                          timeout=120, env={"INFERLEDGER_SUBJECT_KEY": "22" * 32, "PATH": "/usr/bin:/bin"})
+
+
+def test_costs_land_priced_then_reprice_writes_a_new_version(tmp_path):
+    data_dir = tmp_path / "data"
+    spans = [
+        # 10,000 input of which 4,000 cache reads, 1,000 output:
+        # (6,000 x 2.50 + 4,000 x 1.25 + 1,000 x 10.00) / 1e6 = 0.015 + 0.005 + 0.010 = 0.030
+        genai_span(model="gpt-4o", input_tokens=10_000, output_tokens=1_000, start_ns=DAY_NS,
+                   **{"gen_ai.usage.cache_read.input_tokens": 4_000}),
+        # a model no price list knows: unpriced, NULL cost, never 0
+        genai_span(model="acme-secret-llm", input_tokens=500, output_tokens=50, start_ns=DAY_NS + 1000,
+                   **{"gen_ai.provider.name": "acme-ml"}),
+        # the same unknown model with a cost reported on the span: kept as reported
+        genai_span(model="acme-secret-llm", input_tokens=500, output_tokens=50, start_ns=DAY_NS + 2000,
+                   **{"gen_ai.provider.name": "acme-ml", "llm.cost.total": 0.0123}),
+    ]
+    with RunningServer(make_config(data_dir)) as server:
+        reply = httpx.post(server.http_url + "/v1/traces", content=export_request(spans).SerializeToString(),
+                           headers={"Content-Type": "application/x-protobuf"})
+        assert reply.status_code == 200
+        rows = wait_for_rows(data_dir, "select * from inferences order by start_time", 3)
+    gpt, unknown, reported = rows
+    assert gpt["cost_usd"] == pytest.approx(0.030) and gpt["cost_source"] == "computed"
+    assert gpt["price_ref"] == "openai/gpt-4o@1970-01-01" and gpt["cost_version"] == 0
+    assert unknown["cost_usd"] is None and unknown["cost_source"] == "unpriced"
+    assert reported["cost_usd"] == pytest.approx(0.0123) and reported["cost_source"] == "reported"
+
+    check = cli("prices", "check", "--data-dir", str(data_dir))
+    assert check.returncode == 1, check.stderr
+    assert "acme-secret-llm" in check.stdout and "(unpriced)" in check.stdout
+    assert "openai/gpt-4o" in check.stdout
+
+    config = tmp_path / "inferledger.toml"
+    config.write_text(f'data_dir = "{data_dir}"\n[pricing]\nprice_file = "{tmp_path / "prices.toml"}"\n')
+    (tmp_path / "prices.toml").write_text(PRICE_FILE)
+    dry = cli("reprice", "--config", str(config), "--from", "2026-11-20", "--to", "2026-11-20", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert query(data_dir, "select count(*) as n from repricings").to_pylist() == [{"n": 0}]
+
+    done = cli("reprice", "--config", str(config), "--from", "2026-11-20", "--to", "2026-11-20",
+               "--reason", "negotiated discount")
+    assert done.returncode == 0, done.stderr
+    assert "cost version 1" in " ".join(done.stderr.split())
+    # (6,000 x 2.00 + 4,000 x 1.00 + 1,000 x 8.00) / 1e6 = 0.012 + 0.004 + 0.008 = 0.024
+    after = query(data_dir, "select * from inferences where request_model = 'gpt-4o'").to_pylist()[0]
+    assert after["cost_usd"] == pytest.approx(0.024) and after["cost_version"] == 1
+    assert after["price_ref"] == "acme/gpt-4o-negotiated@2026-11-01"
+    versions = query(data_dir, "select cost_version, cost_usd from cost_versions where span_id = ?",
+                     [gpt["span_id"]]).to_pylist()
+    assert [round(v["cost_usd"], 6) for v in versions] == [0.024]
+    log = query(data_dir, "select reason, cost_version from repricings").to_pylist()
+    assert log == [{"reason": "negotiated discount", "cost_version": 1}]
+    raw = query(data_dir, "select cost_usd from inferences_raw where request_model = 'gpt-4o'").to_pylist()
+    assert raw[0]["cost_usd"] == pytest.approx(0.030)  # the landed record is untouched
