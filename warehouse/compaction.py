@@ -1,0 +1,333 @@
+"""Compaction: merge a partition's small segments into bigger, deduplicated files.
+
+Landing writes one segment per WAL file (about one a second under load): data is
+visible quickly, but queries pay per file. The compactor thread merges small
+files of one ``dataset/date=`` partition, size-tiered so each row is rewritten
+only a few times: files are grouped by tier = floor(log_{min_files}(rows)), and a
+tier with ``min_files`` files is merged (the result lands in a higher tier). A
+partition that got no new file for ``idle_s`` (yesterday's) has all its small
+files merged at once. Merging streams the inputs batch by batch into one
+``ParquetWriter``; memory is one row group plus the dedup keys of the inputs.
+
+Crash safety, step by step:
+1. ``compaction/pending/<name>.json`` names the output and the files it replaces;
+2. the output is written to ``tmp/``, fsynced and renamed into the partition;
+3. the manifest entry (the commit point) lists the replaced files with their hashes;
+4. after ``grace_s`` (readers may have globbed the old files) they are deleted,
+   then the pending record. On start, a record whose output has no manifest entry
+   never committed: its output is deleted; otherwise its deletions resume.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, first_rows, parquet_options,
+                               write_atomically)
+from warehouse.manifest import SCHEMA_FILE_NAME, Manifest, file_sha256, read_entries_reversed
+from warehouse.record import DATASETS, SCHEMA_VERSION
+from warehouse.wal import fsync_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompactionSettings:
+    enabled: bool = True
+    interval_s: float = 10.0            # how often the compactor looks for work
+    small_file_bytes: int = 32 * 2**20  # only files below this size are merged
+    min_files: int = 8                  # files per tier that trigger a merge; also the tier ratio
+    idle_s: float = 300.0               # a partition with no new file for this long is merged whole
+    target_rows: int = 1_000_000        # stop adding inputs beyond this many rows
+    grace_s: float = 60.0               # replaced files stay this long for running readers
+
+
+@dataclass
+class _Job:
+    dataset: str
+    partition_dir: Path
+    files: list[Path]
+
+
+class _Stopped(Exception):
+    """Storage is stopping: abandon the merge in progress (it has not committed)."""
+
+
+class Compactor:
+    """Finds and runs merges on its own thread; appends to the shared manifest."""
+
+    def __init__(self, data_dir: Path, manifest: Manifest, settings: CompactionSettings,
+                 parquet: ParquetSettings | None = None, fsync: bool = True):
+        self.data_dir = Path(data_dir)
+        self.manifest = manifest
+        self.settings = settings
+        self.parquet = parquet or ParquetSettings()
+        self.fsync = fsync
+        self.pending_dir = self.data_dir / "compaction" / "pending"
+        self.tmp_dir = self.data_dir / "tmp"
+        self._deletions: dict[Path, tuple[float, list[str]]] = {}  # record -> (due, files)
+        self._rows_cache: dict[Path, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.counters = {"compactions": 0, "files_replaced": 0, "files_deleted": 0,
+                         "rows_compacted": 0, "duplicates_dropped": 0, "compaction_errors": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def recover(self) -> None:
+        """Finish or undo compactions a crash interrupted (before the thread starts)."""
+        self.pending_dir.mkdir(parents=True, exist_ok=True)
+        due = time.monotonic() + self.settings.grace_s
+        for record in sorted(self.pending_dir.glob("*.json")):
+            pending = json.loads(record.read_text())
+            if self._committed(pending):
+                self._deletions[record] = (due, pending["replaces"])
+            else:
+                log.warning("compaction into %s never committed; removing it", pending["output"])
+                (self.data_dir / pending["output"]).unlink(missing_ok=True)
+                record.unlink()
+
+    def _committed(self, pending: dict) -> bool:
+        """Did the manifest get this compaction's entry? Replaced files are deleted only
+        after the commit, so one missing means yes; else scan the manifest back to
+        (a margin before) the record's creation for the entry."""
+        if any(not (self.data_dir / name).exists() for name in pending["replaces"]):
+            return True
+        horizon = _iso(datetime.fromisoformat(pending["created_at"].replace("Z", "+00:00"))
+                       - timedelta(minutes=10))  # margin for a clock step
+        for entry in read_entries_reversed(self.manifest.path):
+            if entry.get("kind") == "compaction" and entry.get("file") == pending["output"]:
+                return True
+            if entry.get("created_at", "") < horizon:
+                return False
+        return False
+
+    def start(self) -> None:
+        if self.settings.enabled:
+            self._thread = threading.Thread(target=self._run, name="compactor", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Abandon a merge in progress; replaced files keep their grace period (next start)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.interval_s):
+            try:
+                self.run_once()
+            except Exception:
+                self.counters["compaction_errors"] += 1
+                log.exception("compaction run failed")
+
+    # ------------------------------------------------------------------ one round
+
+    def run_once(self) -> int:
+        """Delete expired replaced files, then run every merge that is due; returns merges done."""
+        self.delete_expired()
+        merged = 0
+        for job in self.find_jobs():
+            try:
+                self.compact(job)
+                merged += 1
+            except _Stopped:
+                return merged
+            except Exception:
+                self.counters["compaction_errors"] += 1
+                log.exception("compacting %s failed", job.partition_dir)
+        return merged
+
+    def find_jobs(self) -> list[_Job]:
+        """At most one merge per partition per round, oldest partitions first."""
+        skip = self.awaiting_deletion()
+        now = time.time()
+        jobs = []
+        for dataset in DATASETS:
+            for partition_dir in sorted((self.data_dir / "parquet" / dataset).glob("date=*")):
+                files = self._pick(self._small_files(partition_dir, skip), now)
+                if len(files) >= 2:
+                    jobs.append(_Job(dataset, partition_dir, files))
+        return jobs
+
+    def _pick(self, small: list[tuple[Path, int, float]], now: float) -> list[Path]:
+        ratio = max(2, self.settings.min_files)
+        tiers: dict[int, list[tuple[Path, int]]] = {}
+        for path, rows, _ in small:
+            tiers.setdefault(int(math.log(max(rows, 1), ratio)), []).append((path, rows))
+        for tier in sorted(tiers):
+            if len(tiers[tier]) >= ratio:
+                return self._bounded(tiers[tier])
+        newest = max((mtime for _, _, mtime in small), default=now)
+        if len(small) >= 2 and now - newest >= self.settings.idle_s:
+            return self._bounded([(path, rows) for path, rows, _ in small])
+        return []
+
+    def _bounded(self, files: list[tuple[Path, int]]) -> list[Path]:
+        chosen, total = [], 0
+        for path, rows in files:
+            if chosen and total + rows > self.settings.target_rows:
+                break
+            chosen.append(path)
+            total += rows
+        return chosen
+
+    def _small_files(self, partition_dir: Path, skip: set[str]) -> list[tuple[Path, int, float]]:
+        found = []
+        for path in sorted(partition_dir.glob("*.parquet")):
+            if SCHEMA_FILE_NAME.fullmatch(path.name) or self._relpath(path) in skip:
+                continue
+            stat = path.stat()
+            if stat.st_size < self.settings.small_file_bytes:
+                if path not in self._rows_cache:  # segments are immutable: read each footer once
+                    self._rows_cache[path] = pq.read_metadata(path).num_rows
+                found.append((path, self._rows_cache[path], stat.st_mtime))
+        return found
+
+    def awaiting_deletion(self) -> set[str]:
+        return {name for _, files in list(self._deletions.values()) for name in files}
+
+    # ------------------------------------------------------------------ one merge
+
+    def compact(self, job: _Job) -> dict:
+        """Merge ``job.files`` into one file and commit it in the manifest."""
+        name = f"v{SCHEMA_VERSION}-compact-{time.time_ns():020d}-{secrets.token_hex(4)}"
+        output = job.partition_dir / f"{name}.parquet"
+        replaces = [self._relpath(path) for path in job.files]
+        record = self.pending_dir / f"{name}.json"
+        created = _iso(datetime.now(timezone.utc))
+        write_atomically(json.dumps({"output": self._relpath(output), "replaces": replaces,
+                                     "created_at": created}).encode(), record, self.tmp_dir, self.fsync)
+        committed = False
+        try:
+            entry = self._merge_and_commit(job, output, replaces)
+            committed = True
+        finally:
+            if not committed:  # undo steps 1 and 2
+                output.unlink(missing_ok=True)
+                record.unlink(missing_ok=True)
+        self._deletions[record] = (time.monotonic() + self.settings.grace_s, replaces)
+        for path in job.files:
+            self._rows_cache.pop(path, None)
+        self.counters["compactions"] += 1
+        self.counters["files_replaced"] += len(replaces)
+        self.counters["rows_compacted"] += entry["rows"]
+        return entry
+
+    def _merge_and_commit(self, job: _Job, output: Path, replaces: list[str]) -> dict:
+        sources = [{"file": name, "sha256": file_sha256(self.data_dir / name)} for name in replaces]
+        tmp = self.tmp_dir / f"{output.name}.tmp"
+        try:
+            facts = self._merge(job, tmp)
+            if self.fsync:
+                with open(tmp, "rb") as handle:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if self.fsync:
+            fsync_dir(output.parent)
+        entry = {"kind": "compaction", "dataset": job.dataset, "file": self._relpath(output),
+                 "schema_version": SCHEMA_VERSION, **facts, "bytes": output.stat().st_size,
+                 "sha256": file_sha256(output), "source": {"replaces": sources}}
+        return self.manifest.append([entry])[0]
+
+    def _merge(self, job: _Job, dest: Path) -> dict:
+        """Stream the inputs into one file, skipping later copies of a span (catalog's rule)."""
+        schema = DATASETS[job.dataset]
+        keep = self._rows_to_keep(job.files, schema)
+        buffered: list[pa.Table] = []
+        rows, low, high = 0, None, None
+        with pq.ParquetWriter(dest, schema, **parquet_options(schema, self.parquet)) as writer:
+            for index, path in enumerate(job.files):
+                for table in self._read(path, schema, keep.get(index)):
+                    buffered.append(table)
+                    rows += table.num_rows
+                    low, high = _widen(low, high, table)
+                    if sum(t.num_rows for t in buffered) >= self.parquet.row_group_rows:
+                        writer.write_table(pa.concat_tables(buffered), self.parquet.row_group_rows)
+                        buffered = []
+            if buffered:
+                writer.write_table(pa.concat_tables(buffered), self.parquet.row_group_rows)
+        return {"rows": rows, "min_time": low.isoformat() if low else None,
+                "max_time": high.isoformat() if high else None}
+
+    def _read(self, path: Path, schema: pa.Schema, keep: pa.Array | None):
+        offset = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=64 * 1024):
+            if self._stop.is_set():
+                raise _Stopped()
+            table = conform(pa.Table.from_batches([batch]), schema)
+            if keep is not None:
+                positions = pa.arange(offset, offset + batch.num_rows)
+                table = table.filter(pc.is_in(positions, value_set=keep))
+            offset += batch.num_rows
+            yield table
+
+    def _rows_to_keep(self, files: list[Path], schema: pa.Schema) -> dict[int, pa.Array]:
+        """Per input with duplicates, the row numbers to keep: the earliest ingest_time wins."""
+        parts = []
+        for index, path in enumerate(files):
+            keys = pq.read_table(path, columns=DEDUP_KEY + ["ingest_time"])
+            parts.append(keys.append_column("__file", pa.array([index] * keys.num_rows, pa.int32()))
+                         .append_column("__row", pa.arange(0, keys.num_rows)))
+        keys = pa.concat_tables(parts, promote_options="permissive")
+        keys = keys.take(pc.sort_indices(keys, sort_keys=[("ingest_time", "ascending", "at_end")]))
+        first = first_rows(keys)
+        if first is None:
+            return {}
+        kept = keys.take(first)
+        self.counters["duplicates_dropped"] += keys.num_rows - kept.num_rows
+        return {index: pc.filter(kept["__row"], pc.equal(kept["__file"], index)).combine_chunks()
+                for index in range(len(files))}
+
+    # ------------------------------------------------------------------ deletion after the grace period
+
+    def delete_expired(self, force: bool = False) -> int:
+        """Delete replaced files whose grace period is over (all of them if ``force``)."""
+        now = time.monotonic()
+        deleted = 0
+        for record, (due, files) in list(self._deletions.items()):
+            if not force and due > now:
+                continue
+            for name in files:
+                path = self.data_dir / name
+                if path.exists():
+                    path.unlink()
+                    deleted += 1
+            if self.fsync:
+                for directory in {(self.data_dir / name).parent for name in files}:
+                    fsync_dir(directory)
+            record.unlink(missing_ok=True)
+            del self._deletions[record]
+        self.counters["files_deleted"] += deleted
+        return deleted
+
+    def _relpath(self, path: Path) -> str:
+        return path.relative_to(self.data_dir).as_posix()
+
+
+def _iso(moment: datetime) -> str:
+    """The manifest's created_at format, so the two compare as strings."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _widen(low, high, table: pa.Table):
+    bounds = pc.min_max(table["start_time"])
+    new_low, new_high = bounds["min"].as_py(), bounds["max"].as_py()
+    low = new_low if low is None or (new_low is not None and new_low < low) else low
+    high = new_high if high is None or (new_high is not None and new_high > high) else high
+    return low, high

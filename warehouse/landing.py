@@ -1,0 +1,414 @@
+"""Landing: sealed WAL files -> Parquet segments + manifest entries, one file at a time, in order.
+
+For each sealed file: decode its frames, group rows by dataset and by UTC date of
+``start_time`` (else ``ingest_time``), drop duplicate spans, apply the transform
+hook (pricing), sort, write each group to ``tmp/`` then fsync + ``os.replace`` into
+``parquet/<dataset>/date=YYYY-MM-DD/v<schema version>-<wal id>-<part>.parquet``,
+append all manifest entries in one fsynced write, and only then delete the WAL
+file. Segment names are derived from the WAL id, so a crash anywhere in between
+is repaired by landing the file again: a rewritten segment replaces its own
+half-finished self, and parts already in the manifest are skipped. Frames that
+cannot be decoded go to ``quarantine/`` with a reason file and a manifest entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from warehouse.manifest import Manifest, read_entries_reversed
+from warehouse.record import DATASETS, SCHEMA_VERSION
+from warehouse.wal import BadTail, WriteAheadLog, decode_payload, fsync_dir, read_frames, wal_id_number
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[str, pa.Table], pa.Table]
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's (and DuckDB's) spelling of a NULL key
+# A span is (trace_id, span_id); start_time is part of its content and is in the key so
+# that the catalog views can push time filters below their deduplication (catalog.py).
+DEDUP_KEY = ["trace_id", "span_id", "start_time"]
+# Unique per row: dictionaries only cost here, plain + zstd is smaller and faster.
+HIGH_CARDINALITY = {"trace_id", "span_id", "parent_span_id", "conversation_id", "attributes",
+                    "request_key", "retry_of_span_id", "reviewed_span_id", "subject_id"}
+# Sort order of the rows in a file (the columns a dataset has): a service's spans together, each
+# trace's spans adjacent (its ids, tenant, user, conversation repeat), then by time. Measured on
+# GenAI-like rows: 76 bytes/row, against 80 for (service, start_time) and 91 unsorted.
+CLUSTER_COLUMNS = ["service_name", "server_address", "trace_id", "start_time"]
+
+
+@dataclass
+class ParquetSettings:
+    compression: str = "zstd"
+    compression_level: int = 3
+    row_group_rows: int = 128 * 1024
+
+
+# --------------------------------------------------------------------------- tables
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Match ``schema`` exactly: reorder, cast, NULL-fill columns older writers did not have."""
+    if table.schema.equals(schema, check_metadata=False):  # the usual case: only metadata differs
+        return pa.Table.from_arrays(table.columns, schema=schema)
+    present = dict(zip(table.column_names, table.columns))
+    unknown = set(present) - set(schema.names)
+    if unknown:
+        raise ValueError(f"columns not in the schema: {sorted(unknown)}")
+    columns = []
+    for target in schema:
+        column = present.get(target.name)
+        if column is None:
+            columns.append(pa.nulls(table.num_rows, target.type))
+        else:
+            columns.append(column if column.type == target.type else column.cast(target.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def first_rows(table: pa.Table) -> pa.Array | None:
+    """Row numbers of the first row of each span (DEDUP_KEY), ascending; None if all unique."""
+    if table.num_rows < 2:
+        return None
+    keyed = table.select(DEDUP_KEY).append_column("__row", pa.arange(0, table.num_rows))
+    first = keyed.group_by(DEDUP_KEY, use_threads=False).aggregate([("__row", "min")])
+    if first.num_rows == table.num_rows:
+        return None
+    return first["__row_min"].combine_chunks().sort()
+
+
+def dedup(table: pa.Table) -> pa.Table:
+    """Keep the first row of each span, in table order."""
+    keep = first_rows(table)
+    return table if keep is None else table.take(keep)
+
+
+def partition_dates(table: pa.Table) -> pa.Array:
+    """UTC date of each row's start_time, falling back to ingest_time (NULL if neither)."""
+    when = table["start_time"]
+    if "ingest_time" in table.column_names:
+        when = pc.coalesce(when, table["ingest_time"])
+    return pc.cast(when, pa.date32()).combine_chunks()
+
+
+def split_by_date(table: pa.Table, dates: pa.Array) -> list[tuple[str, pa.Table]]:
+    """[(partition value, rows)], each partition's rows clustered (see CLUSTER_COLUMNS).
+
+    One sort over (date, cluster columns) and one ``take``; partitions are then
+    zero-copy slices. NULL dates go to Hive's NULL partition, last.
+    """
+    cluster = [name for name in CLUSTER_COLUMNS if name in table.column_names]
+    keys = pa.table([dates] + [table[name] for name in cluster], names=["__date"] + cluster)
+    order = pc.sort_indices(keys, sort_keys=[(name, "ascending", "at_end") for name in keys.column_names])
+    table, dates = table.take(order), dates.take(order)
+    groups, start = [], 0
+    runs = pc.run_end_encode(dates)
+    for day, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist()):
+        partition = NULL_PARTITION if day is None else day.isoformat()
+        groups.append((partition, table.slice(start, end - start)))
+        start = end
+    return groups
+
+
+def time_range(table: pa.Table) -> tuple[str | None, str | None]:
+    bounds = pc.min_max(table["start_time"])
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    return (low.isoformat() if low else None, high.isoformat() if high else None)
+
+
+# --------------------------------------------------------------------------- files
+
+def parquet_options(schema: pa.Schema, settings: ParquetSettings) -> dict:
+    """zstd everywhere; dictionaries for repetitive columns, delta for timestamps,
+    byte-stream-split for doubles, delta-length for unique strings (see README)."""
+    encoding = {}
+    for column in schema:
+        if pa.types.is_timestamp(column.type):
+            encoding[column.name] = "DELTA_BINARY_PACKED"
+        elif pa.types.is_floating(column.type):
+            encoding[column.name] = "BYTE_STREAM_SPLIT"
+        elif column.name in HIGH_CARDINALITY and pa.types.is_string(column.type):
+            encoding[column.name] = "DELTA_LENGTH_BYTE_ARRAY"
+    return {
+        "compression": settings.compression,
+        "compression_level": settings.compression_level,
+        "use_dictionary": [name for name in schema.names if name not in encoding],
+        "column_encoding": encoding,
+        "write_statistics": True,
+    }
+
+
+def write_atomically(data: pa.Buffer | bytes, dest: Path, tmp_dir: Path, fsync: bool = True) -> None:
+    """tmp file + fsync + rename + fsync(dir): a reader sees the whole file or none of it."""
+    tmp = tmp_dir / f"{dest.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        if fsync:
+            os.fsync(handle.fileno())
+    if not dest.parent.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if fsync:
+            fsync_dir(dest.parent.parent)
+            fsync_dir(dest.parent.parent.parent)
+    os.replace(tmp, dest)
+    if fsync:
+        fsync_dir(dest.parent)
+
+
+def write_segment(table: pa.Table, dest: Path, tmp_dir: Path, settings: ParquetSettings,
+                  fsync: bool = True) -> dict:
+    """Write ``table`` as one Parquet file; returns the manifest facts about it."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=settings.row_group_rows,
+                   **parquet_options(table.schema, settings))
+    data = sink.getvalue()
+    write_atomically(data, dest, tmp_dir, fsync)
+    low, high = time_range(table)
+    return {"rows": table.num_rows, "bytes": data.size, "sha256": hashlib.sha256(data).hexdigest(),
+            "min_time": low, "max_time": high}
+
+
+def segment_relpath(dataset: str, partition: str, name: str) -> str:
+    """Data files start with the schema version they were written with (see catalog.py)."""
+    return f"parquet/{dataset}/date={partition}/v{SCHEMA_VERSION}-{name}.parquet"
+
+
+# --------------------------------------------------------------------------- recovery
+
+@dataclass
+class LandedWal:
+    """The newest WAL file the manifest has entries for, and which of its parts."""
+
+    wal_id: str | None = None
+    parts: set[int] = field(default_factory=set)
+    total: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.wal_id is not None and len(self.parts) >= self.total
+
+
+def last_landed_wal(manifest_file: Path) -> LandedWal:
+    """Scan the manifest tail back to the newest landed WAL file (compactions skipped)."""
+    found = LandedWal()
+    for entry in read_entries_reversed(manifest_file):
+        wal_id = entry.get("source", {}).get("wal")
+        if wal_id is None:
+            if found.wal_id is None:
+                continue
+            break
+        if found.wal_id is None:
+            found.wal_id, found.total = wal_id, entry["source"]["parts"]
+        elif wal_id != found.wal_id:
+            break
+        found.parts.add(entry["source"]["part"])
+    return found
+
+
+# --------------------------------------------------------------------------- the lander
+
+@dataclass
+class _Output:
+    """One thing landing a WAL file produces: a segment or a quarantined frame."""
+
+    kind: str
+    dataset: str
+    relpath: str
+    table: pa.Table | None = None
+    raw: bytes = b""
+    reason: str = ""
+    offset: int = 0
+
+
+class Lander:
+    """Background thread that lands sealed WAL files strictly in order (see module docstring)."""
+
+    def __init__(self, data_dir: Path, wal: WriteAheadLog, manifest: Manifest,
+                 parquet: ParquetSettings | None = None, transform: Transform | None = None,
+                 fsync: bool = True, poll_interval_s: float = 0.5):
+        self.data_dir = Path(data_dir)
+        self.tmp_dir = self.data_dir / "tmp"
+        self.quarantine_dir = self.data_dir / "quarantine"
+        self.wal, self.manifest = wal, manifest
+        self.parquet = parquet or ParquetSettings()
+        self.transform = transform
+        self.fsync = fsync
+        self.poll_interval_s = poll_interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._landed = threading.Condition()
+        self._landed_through = 0  # wal id number of the newest landed file
+        self._skip_parts: dict[str, set[int]] = {}
+        self._thread: threading.Thread | None = None
+        self.counters = {"files_landed": 0, "segments_written": 0, "duplicates_dropped": 0,
+                         "frames_quarantined": 0, "landing_errors": 0, "transform_errors": 0}
+        self.rows_landed = {name: 0 for name in DATASETS}
+
+    def recover(self, landed: LandedWal) -> None:
+        """Discard sealed files the manifest already has; remember parts of a half-landed one."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp_dir.iterdir():
+            leftover.unlink()
+        if landed.wal_id is None:
+            return
+        newest = wal_id_number(landed.wal_id)
+        for path in self.wal.sealed_files():
+            number = wal_id_number(path.stem)
+            if number < newest or (path.stem == landed.wal_id and landed.complete):
+                log.info("%s was landed before a restart; discarding it", path.name)
+                self.wal.discard(path)
+            elif path.stem == landed.wal_id:
+                self._skip_parts[path.stem] = set(landed.parts)
+        self._landed_through = newest
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="lander", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Land every sealed file (close the WAL first), then stop the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wait_landed(self, wal_number: int, timeout: float | None = None) -> bool:
+        """Block until every WAL file up to ``wal_number`` is landed."""
+        with self._landed:
+            return self._landed.wait_for(lambda: self._landed_through >= wal_number, timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
+            if not self._land_pending():
+                self._stop.wait(1.0)  # back off after an error, then retry the same file
+        # Stopping: the WAL is closed, so the sealed list is final. A few tries, then give up:
+        # whatever is left stays in wal/sealed/ and lands on the next start.
+        for _ in range(3):
+            if self._land_pending():
+                return
+            time.sleep(0.5)
+        log.error("stopping with %d WAL files not landed", len(self.wal.sealed_files()))
+
+    def _land_pending(self) -> bool:
+        for path in self.wal.sealed_files():
+            try:
+                self.land_file(path)
+            except Exception:
+                self.counters["landing_errors"] += 1
+                log.exception("landing %s failed; will retry", path.name)
+                return False
+        return True
+
+    # ------------------------------------------------------------------ one file
+
+    def land_file(self, path: Path) -> None:
+        """Land one sealed WAL file, append its manifest entries, then discard it."""
+        wal_id = path.stem
+        outputs = self._outputs(wal_id, path.read_bytes())
+        skip = self._skip_parts.get(wal_id, set())
+        entries = []
+        for part, output in enumerate(outputs):
+            if part in skip:
+                continue
+            facts = self._write_output(output)
+            entries.append({"kind": output.kind, "dataset": output.dataset, "file": output.relpath,
+                            "schema_version": SCHEMA_VERSION, **facts,
+                            "source": {"wal": wal_id, "part": part, "parts": len(outputs)}})
+        if entries:
+            self.manifest.append(entries)
+        self._skip_parts.pop(wal_id, None)
+        self.wal.discard(path)
+        self._count(outputs, skip)
+        with self._landed:
+            self._landed_through = max(self._landed_through, wal_id_number(wal_id))
+            self._landed.notify_all()
+
+    def _outputs(self, wal_id: str, data: bytes) -> list[_Output]:
+        """Everything this WAL file turns into, in a deterministic order (part numbers)."""
+        batches: dict[str, list[pa.Table]] = {}
+        quarantined = []
+        for item in read_frames(data):
+            if isinstance(item, BadTail):
+                quarantined.append(self._quarantine_output(wal_id, item.offset, "", data[item.offset:],
+                                                           item.reason))
+                break
+            try:
+                table = self._decode(item.dataset, item.payload)
+            except Exception as exc:
+                quarantined.append(self._quarantine_output(wal_id, item.offset, item.dataset,
+                                                           item.payload, f"undecodable frame: {exc}"))
+                continue
+            batches.setdefault(item.dataset, []).append(table)
+        segments = []
+        for dataset in sorted(batches):
+            for partition, table in self._prepare(dataset, batches[dataset]):
+                relpath = segment_relpath(dataset, partition, f"{wal_id}-{len(segments):04d}")
+                segments.append(_Output("segment", dataset, relpath, table=table))
+        return quarantined + segments
+
+    @staticmethod
+    def _decode(dataset: str, payload: bytes) -> pa.Table:
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}")
+        return conform(decode_payload(payload), DATASETS[dataset])
+
+    def _prepare(self, dataset: str, tables: list[pa.Table]) -> list[tuple[str, pa.Table]]:
+        table = pa.concat_tables(tables)
+        unique = dedup(table)
+        self.counters["duplicates_dropped"] += table.num_rows - unique.num_rows
+        dates = partition_dates(unique)
+        priced = self._transform(dataset, unique)
+        return split_by_date(priced, dates)
+
+    def _transform(self, dataset: str, table: pa.Table) -> pa.Table:
+        """Apply the hook; on failure land the rows untouched (costs stay NULL = unpriced)
+        rather than stall ingestion behind a pricing bug."""
+        if self.transform is None:
+            return table
+        try:
+            result = conform(self.transform(dataset, table), DATASETS[dataset])
+            if result.num_rows != table.num_rows:
+                raise ValueError(f"transform returned {result.num_rows} rows for {table.num_rows}")
+            return result
+        except Exception:
+            self.counters["transform_errors"] += 1
+            log.exception("transform failed for %s; landing rows untransformed", dataset)
+            return table
+
+    def _quarantine_output(self, wal_id: str, offset: int, dataset: str, raw: bytes, reason: str) -> _Output:
+        log.error("quarantining %d bytes of %s at offset %d: %s", len(raw), wal_id, offset, reason)
+        return _Output("quarantine", dataset, f"quarantine/{wal_id}-{offset}.bin", raw=raw,
+                       reason=reason, offset=offset)
+
+    def _write_output(self, output: _Output) -> dict:
+        dest = self.data_dir / output.relpath
+        if output.kind == "segment":
+            return write_segment(output.table, dest, self.tmp_dir, self.parquet, self.fsync)
+        write_atomically(f"{output.reason}\n".encode(), dest.with_suffix(".reason.txt"), self.tmp_dir, self.fsync)
+        write_atomically(output.raw, dest, self.tmp_dir, self.fsync)
+        return {"bytes": len(output.raw), "sha256": hashlib.sha256(output.raw).hexdigest(),
+                "reason": output.reason, "offset": output.offset}
+
+    def _count(self, outputs: list[_Output], skipped: set[int]) -> None:
+        self.counters["files_landed"] += 1
+        for part, output in enumerate(outputs):
+            if part in skipped:
+                continue
+            if output.kind == "segment":
+                self.counters["segments_written"] += 1
+                self.rows_landed[output.dataset] = self.rows_landed.get(output.dataset, 0) + output.table.num_rows
+            else:
+                self.counters["frames_quarantined"] += 1
