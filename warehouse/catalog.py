@@ -12,6 +12,11 @@ views:
   BETWEEN ...`` skips whole ``date=`` directories, ``start_time`` filters skip row
   groups by their statistics.
 
+For ``inferences`` the deduplicated view is ``inferences_raw`` (costs as landed);
+``inferences`` adds each record's latest repriced cost and ``cost_version``
+(``warehouse.pricing.reprice.cost_view_sql``, which also defines ``repricings``,
+``cost_versions`` and ``latest_costs``).
+
 Every data file is written with the full schema of its version and is named
 ``v<schema version>-...parquet``. Each version is read with one glob *without*
 ``union_by_name`` (which would read every file's footer when binding, seconds with

@@ -198,7 +198,8 @@ def last_landed_wal(manifest_file: Path) -> LandedWal:
     """Scan the manifest tail back to the newest landed WAL file (compactions skipped)."""
     found = LandedWal()
     for entry in read_entries_reversed(manifest_file):
-        wal_id = entry.get("source", {}).get("wal")
+        source = entry.get("source")
+        wal_id = source.get("wal") if isinstance(source, dict) else None
         if wal_id is None:
             if found.wal_id is None:
                 continue
