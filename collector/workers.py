@@ -11,6 +11,9 @@ debug and what tests of the normalization itself use.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields
@@ -30,9 +33,17 @@ def decode_and_normalize(body: bytes, content_type: str, settings: NormalizeSett
     return normalize_request(request, settings or _settings, datetime.now(timezone.utc))
 
 
-def _initialize(settings_kwargs: dict) -> None:
+def _initialize(settings_kwargs: dict, parent_pid: int) -> None:
     global _settings
     _settings = NormalizeSettings(**settings_kwargs)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A collector killed with SIGKILL cannot stop its pool; its workers notice and leave."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 class NormalizerPool:
@@ -48,7 +59,7 @@ class NormalizerPool:
     def _new_pool(self) -> ProcessPoolExecutor:
         kwargs = {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.init}
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_initialize, initargs=(kwargs,))
+                                   initializer=_initialize, initargs=(kwargs, os.getpid()))
 
     def submit(self, body: bytes, content_type: str) -> Future:
         if self._pool is None:

@@ -133,11 +133,16 @@ def demo(
 
     from rich.progress import Progress
 
-    from inferledger.app import RunningServer, StartupError
-    from inferledger.demo import SERVICES, play_traffic
+    from datetime import datetime, timedelta, timezone
+
+    from inferledger.app import RunningServer, StartupError, price_book
+    from inferledger.demo import SERVICES, play_traffic, write_demo_prices
     from warehouse.catalog import query as run_query
+    from warehouse.pricing import allocate_capacity
 
     config = _load(config_path, data_dir=data_dir, server__http_port=http_port, server__grpc_port=grpc_port)
+    if config.pricing.price_file is None:
+        config.pricing.price_file = write_demo_prices(Path(config.data_dir))
     try:
         server = RunningServer(config).__enter__()
     except StartupError as exc:
@@ -147,10 +152,11 @@ def demo(
         with Progress(console=console) as progress:
             task = progress.add_task("sending demo traffic", total=days * len(SERVICES))
             sent = play_traffic(server.http_url, days=days, progress=lambda n: progress.advance(task, n))
-        deadline = time.monotonic() + config.storage.visibility_target_s + 5
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            summary = run_query(server.data_dir, DEMO_SUMMARY_SQL)
+        server.pipeline.storage.flush(timeout=60)
+        today = datetime.now(timezone.utc).date()
+        allocate_capacity(server.data_dir, price_book(config), today - timedelta(days=days + 1), today,
+                          manifest=server.pipeline.storage.manifest)
+        summary = run_query(server.data_dir, DEMO_SUMMARY_SQL)
         console.print(f"sent {sent:,} requests; the warehouse now holds:")
         Console().print(_to_rich_table(summary.column_names, summary.to_pylist()))
         console.print(f"data directory: {server.data_dir}")
@@ -169,7 +175,8 @@ def demo(
 DEMO_SUMMARY_SQL = """
 select service_name, coalesce(response_model, request_model, model_version) as model,
        count(*) as inferences, sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens,
-       count(*) filter (where status = 'error') as errors
+       count(*) filter (where status = 'error') as errors, round(sum(cost_usd), 2) as cost_usd,
+       count(*) filter (where cost_source = 'unpriced') as unpriced
 from inferences group by all order by service_name, model
 """
 

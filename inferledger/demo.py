@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -39,7 +40,8 @@ def _fraud(tracer, rng: random.Random, at: datetime, rollout: bool) -> None:
     """A classic model on the self-hosted GPU pool, with an LLM review for borderline cases."""
     score = rng.betavariate(2, 5) if not rollout else rng.betavariate(2, 6)
     label = "approve" if score < 0.55 else "review" if score < 0.8 else "decline"
-    with tracer.start_as_current_span("screen transaction", kind=SpanKind.SERVER, start_time=_ns(at)) as root:
+    with tracer.start_as_current_span("screen transaction", kind=SpanKind.SERVER, start_time=_ns(at),
+                                        end_on_exit=False) as root:
         span = tracer.start_span("predict fraud-gbm", start_time=_ns(at))
         span.set_attributes({
             "inferledger.model.name": "fraud-gbm", "inferledger.model.version": "v4" if rollout else "v3",
@@ -75,7 +77,8 @@ def _chat(tracer, rng: random.Random, at: datetime, provider: str, model: str, f
 
 def _support(tracer, rng: random.Random, at: datetime) -> None:
     """Hosted LLM with prompt caching; re-asks when the first answer fails validation."""
-    with tracer.start_as_current_span("answer ticket", kind=SpanKind.SERVER, start_time=_ns(at)) as root:
+    with tracer.start_as_current_span("answer ticket", kind=SpanKind.SERVER, start_time=_ns(at),
+                                        end_on_exit=False) as root:
         _chat(tracer, rng, at, "anthropic", "claude-sonnet-4-5", "ticket-reply", cached=True)
         if rng.random() < 0.12:
             _chat(tracer, rng, at + timedelta(seconds=3), "anthropic", "claude-sonnet-4-5", "ticket-reply", cached=True)
@@ -84,11 +87,30 @@ def _support(tracer, rng: random.Random, at: datetime) -> None:
 
 def _trading(tracer, rng: random.Random, at: datetime) -> None:
     """A small fast model intraday, with rate-limit errors that the service retries."""
-    with tracer.start_as_current_span("signal", kind=SpanKind.SERVER, start_time=_ns(at)) as root:
+    with tracer.start_as_current_span("signal", kind=SpanKind.SERVER, start_time=_ns(at),
+                                        end_on_exit=False) as root:
         if rng.random() < 0.08:
             _chat(tracer, rng, at, "openai", "gpt-4o-mini", "intraday-signal", error="429")
         _chat(tracer, rng, at + timedelta(seconds=1), "openai", "gpt-4o-mini", "intraday-signal")
         root.end(end_time=_ns(at + timedelta(seconds=2)))
+
+
+DEMO_PRICES = """\
+# Written by `inferledger demo`: the fraud model's self-hosted GPU pool, 8 GPUs at $2.85 per GPU-hour,
+# running 24/7; each hour's cost is shared by that hour's inferences by compute time.
+[[pool]]
+name = "fraud-gpu-pool"
+effective_from = 2020-01-01
+gpus = 8
+gpu_hour_usd = 2.85
+"""
+
+
+def write_demo_prices(data_dir: Path) -> Path:
+    path = Path(data_dir) / "demo-prices.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(DEMO_PRICES)
+    return path
 
 
 PLAYERS = {"fraud-screening": _fraud, "support-assistant": _support, "trading-signals": _trading}
@@ -118,6 +140,7 @@ def play_traffic(endpoint: str, days: int = 35, seed: int = 7, scale: float = 1.
                 else:
                     player(tracer, rng, at)
                 sent += 1
+            provider.force_flush()  # the SDK's queue holds 2,048 spans; a day is more, sent faster than real time
             if progress:
                 progress(1)
         provider.shutdown()

@@ -31,3 +31,32 @@ def test_worker_pool_answers_like_inline_and_survives_a_killed_worker(tmp_path):
         statuses = [post(server, export_request([genai_span()]).SerializeToString()).status_code for _ in range(3)]
         assert statuses[-1] == 200 and set(statuses) <= {200, 503}
         wait_for_rows(server.data_dir, "select * from inferences", 1 + statuses.count(200))
+
+
+def test_workers_leave_when_the_collector_is_killed(tmp_path):
+    """kill -9 of the server must not leave orphaned normalizer processes behind."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = (
+        "import sys, time\n"
+        "from collector.normalize import NormalizeSettings\n"
+        "from collector.workers import NormalizerPool\n"
+        "pool = NormalizerPool(NormalizeSettings(subject_key=b'k'), 2)\n"
+        "pool.warm_up()\n"
+        "print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(psutil.pid_exists(p) and
+                                              psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers):
+        time.sleep(0.2)
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in workers)
