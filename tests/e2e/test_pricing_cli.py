@@ -89,3 +89,28 @@ def test_costs_land_priced_then_reprice_writes_a_new_version(tmp_path):
     assert log == [{"reason": "negotiated discount", "cost_version": 1}]
     raw = query(data_dir, "select cost_usd from inferences_raw where request_model = 'gpt-4o'").to_pylist()
     assert raw[0]["cost_usd"] == pytest.approx(0.030)  # the landed record is untouched
+
+
+def test_serve_allocates_closed_pool_hours_in_the_background(tmp_path):
+    """An hourly GPU pool: one closed hour of 8 GPUs x $2.85 = $22.80 shared by compute time
+    (100 ms and 300 ms of inference: $5.70 and $17.10), written by the scheduler's first run."""
+    from inferledger.scheduler import allocate_recent_capacity
+
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[pool]]\nname = "gpu"\neffective_from = 2020-01-01\ngpus = 8\ngpu_hour_usd = 2.85\n')
+    hour = int(datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0).timestamp() * 1e9) - 3600 * 10**9
+    spans = [genai_span(model="fraud-gbm", start_ns=hour + 60 * 10**9, duration_ns=100_000_000,
+                        **{"inferledger.compute.pool": "gpu", "inferledger.model.name": "fraud-gbm"}),
+             genai_span(model="fraud-gbm", start_ns=hour + 120 * 10**9, duration_ns=300_000_000,
+                        **{"inferledger.compute.pool": "gpu", "inferledger.model.name": "fraud-gbm"})]
+    with RunningServer(make_config(tmp_path / "data", pricing__price_file=prices)) as server:
+        httpx.post(server.http_url + "/v1/traces", content=export_request(spans).SerializeToString(),
+                   headers={"Content-Type": "application/x-protobuf"})
+        server.pipeline.storage.flush(timeout=30)
+        pending = query(server.data_dir, "select cost_usd, cost_source from inferences").to_pylist()
+        assert pending == [{"cost_usd": None, "cost_source": "capacity"}] * 2  # hour not allocated yet
+        job = server.pipeline.scheduler.get_job("capacity_allocation")
+        assert job is not None and job.trigger.fields[6].expressions[0].first == 5  # minute 5 of every hour
+        allocate_recent_capacity(server.data_dir, server.pipeline.book, server.pipeline.storage.manifest)
+        costs = query(server.data_dir, "select cost_usd from inferences order by duration_ms").to_pylist()
+    assert [round(c["cost_usd"], 6) for c in costs] == [5.7, 17.1]
