@@ -58,9 +58,38 @@ def kv(key: str, value) -> KeyValue:
         return KeyValue(key=key, value=AnyValue(bool_value=value))
     if isinstance(value, int):
         return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
     if isinstance(value, list):
         return KeyValue(key=key, value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v) for v in value])))
     return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def typical_span(rng: random.Random, start_ns: int, trace_id: bytes | None = None,
+                 parent: bytes | None = None) -> Span:
+    """One GenAI chat span as OpenLLMetry and the OTel SDKs send it: 15 attributes, unique ids."""
+    provider, model, served = rng.choice(MODELS)
+    input_tokens = int(rng.lognormvariate(7, 1)) + 1
+    attrs = [
+        kv("gen_ai.operation.name", "chat"), kv("gen_ai.provider.name", provider),
+        kv("gen_ai.request.model", model), kv("gen_ai.response.model", served),
+        kv("gen_ai.request.temperature", 0.2), kv("gen_ai.request.max_tokens", 1024),
+        kv("gen_ai.usage.input_tokens", input_tokens),
+        kv("gen_ai.usage.output_tokens", int(rng.lognormvariate(5, 1)) + 1),
+        kv("gen_ai.usage.cache_read.input_tokens", input_tokens // 2 if rng.random() < 0.4 else 0),
+        kv("gen_ai.response.finish_reasons", ["stop"]),
+        kv("gen_ai.response.id", f"chatcmpl-{rng.getrandbits(64):016x}"),
+        kv("server.address", "api.openai.com" if provider == "openai" else "api.anthropic.com"),
+        kv("server.port", 443),
+        kv("inferledger.tenant.id", rng.choice(TENANTS)),
+        kv("inferledger.feature.name", rng.choice(FEATURES)),
+    ]
+    begin = start_ns + rng.randint(0, 10**9)
+    return Span(
+        trace_id=trace_id or rng.randbytes(16), span_id=rng.randbytes(8), parent_span_id=parent or rng.randbytes(8),
+        name=f"chat {model}", kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=begin,
+        end_time_unix_nano=begin + int(rng.lognormvariate(20, 0.5)), attributes=attrs,
+    )
 
 
 def build_payload(rng: random.Random, spans_per_request: int, start_ns: int) -> tuple[bytes, list[int]]:
@@ -71,27 +100,7 @@ def build_payload(rng: random.Random, spans_per_request: int, start_ns: int) -> 
     while len(spans) < spans_per_request:
         trace_id, parent = rng.randbytes(16), rng.randbytes(8)
         for _ in range(min(rng.randint(1, 3), spans_per_request - len(spans))):
-            provider, model, served = rng.choice(MODELS)
-            input_tokens = int(rng.lognormvariate(7, 1)) + 1
-            attrs = [
-                kv("gen_ai.operation.name", "chat"), kv("gen_ai.provider.name", provider),
-                kv("gen_ai.request.model", model), kv("gen_ai.response.model", served),
-                kv("gen_ai.usage.input_tokens", input_tokens),
-                kv("gen_ai.usage.output_tokens", int(rng.lognormvariate(5, 1)) + 1),
-                kv("gen_ai.usage.cache_read.input_tokens", input_tokens // 2 if rng.random() < 0.4 else 0),
-                kv("gen_ai.response.finish_reasons", ["stop"]),
-                kv("gen_ai.response.id", f"chatcmpl-{rng.getrandbits(64):016x}"),
-                kv("server.address", "api.openai.com" if provider == "openai" else "api.anthropic.com"),
-                kv("server.port", 443),
-                kv("inferledger.tenant.id", rng.choice(TENANTS)),
-                kv("inferledger.feature.name", rng.choice(FEATURES)),
-            ]
-            begin = start_ns + rng.randint(0, 10**9)
-            spans.append(Span(
-                trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=parent,
-                name=f"chat {model}", kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=begin,
-                end_time_unix_nano=begin + int(rng.lognormvariate(20, 0.5)), attributes=attrs,
-            ))
+            spans.append(typical_span(rng, start_ns, trace_id, parent))
     resource = ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])
     resource.resource.attributes.extend([kv("service.name", service), kv("service.version", "1.4.2"),
                                          kv("deployment.environment.name", "prod")])

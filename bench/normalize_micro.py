@@ -35,51 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from google.protobuf import json_format  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue  # noqa: E402
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span  # noqa: E402
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans  # noqa: E402
 
 from collector.normalize import NormalizeSettings, normalize_request  # noqa: E402
 from collector.otlp_decode import decode_json, decode_protobuf  # noqa: E402
-
-MODELS = [("openai", "gpt-4o", "gpt-4o-2024-08-06"), ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
-          ("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929")]
-
-
-def kv(key: str, value) -> KeyValue:
-    if isinstance(value, bool):
-        return KeyValue(key=key, value=AnyValue(bool_value=value))
-    if isinstance(value, int):
-        return KeyValue(key=key, value=AnyValue(int_value=value))
-    if isinstance(value, float):
-        return KeyValue(key=key, value=AnyValue(double_value=value))
-    if isinstance(value, list):
-        return KeyValue(key=key, value=AnyValue(array_value=ArrayValue(
-            values=[AnyValue(string_value=item) for item in value])))
-    return KeyValue(key=key, value=AnyValue(string_value=value))
-
-
-def typical_span(rng: random.Random, start_ns: int) -> Span:
-    provider, model, served = rng.choice(MODELS)
-    input_tokens = int(rng.lognormvariate(7, 1)) + 1
-    attributes = [
-        kv("gen_ai.operation.name", "chat"), kv("gen_ai.provider.name", provider),
-        kv("gen_ai.request.model", model), kv("gen_ai.response.model", served),
-        kv("gen_ai.request.temperature", 0.2), kv("gen_ai.request.max_tokens", 1024),
-        kv("gen_ai.usage.input_tokens", input_tokens),
-        kv("gen_ai.usage.output_tokens", int(rng.lognormvariate(5, 1)) + 1),
-        kv("gen_ai.usage.cache_read.input_tokens", input_tokens // 2 if rng.random() < 0.4 else 0),
-        kv("gen_ai.response.finish_reasons", ["stop"]),
-        kv("gen_ai.response.id", f"chatcmpl-{rng.getrandbits(64):016x}"),
-        kv("server.address", "api.openai.com" if provider == "openai" else "api.anthropic.com"),
-        kv("server.port", 443),
-        kv("inferledger.tenant.id", f"tenant-{rng.randrange(20)}"),
-        kv("inferledger.feature.name", rng.choice(["reply", "summarize", "classify"])),
-    ]
-    begin = start_ns + rng.randrange(10**9)
-    return Span(trace_id=rng.randbytes(16), span_id=rng.randbytes(8), parent_span_id=rng.randbytes(8),
-                name=f"chat {model}", kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=begin,
-                end_time_unix_nano=begin + int(rng.lognormvariate(20, 0.5)), attributes=attributes)
-
+from bench.ingest import kv, typical_span  # noqa: E402
 
 def build_request(spans: int) -> ExportTraceServiceRequest:
     rng = random.Random(42)

@@ -15,7 +15,8 @@ from inferledger.app import RunningServer
 from tests.conftest import make_config, wait_for_rows
 from tests.otlp_builders import export_request, genai_span
 
-EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "otlp-example-trace.json"
+# A copy of ../shared/reference/otlp-example-trace.json (opentelemetry-proto examples/trace.json).
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "otlp_json" / "otlp-example-trace.json"
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
