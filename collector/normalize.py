@@ -325,6 +325,8 @@ def _fill_status(rec: dict, span, extra: dict) -> None:
     rec["status"] = "error" if failed else "ok"
     if failed and rec["error_type"] is None:
         rec["error_type"] = status.error_class(span, extra)
+    elif rec["error_type"] is not None:
+        rec["error_type"] = status.clean_class_repr(rec["error_type"])
 
 
 def _fill_links(rec: dict, span, parent_hex) -> None:

@@ -17,6 +17,17 @@ def error_class(span, attributes: dict) -> str:
     return _exception_type(span) or _http_error(attributes) or OTHER
 
 
+def clean_class_repr(error_type: str) -> str:
+    """``"<class 'openai.BadRequestError'>"`` -> ``openai.BadRequestError``.
+
+    opentelemetry-instrumentation-openai-v2 2.4b0 writes ``str()`` of the exception
+    class into ``error.type``; the class name is what error rollups should group by.
+    """
+    if error_type.startswith("<class '") and error_type.endswith("'>"):
+        return error_type[8:-2]
+    return error_type
+
+
 def _exception_type(span):
     for event in span.events:
         if event.name == "exception":

@@ -79,11 +79,11 @@ DEVIATIONS = {
         # Only gen_ai.usage.input_tokens/output_tokens: the cached and reasoning details are dropped.
         **{name: dict(cache_read_tokens=None, reasoning_tokens=None) for name in TRUTH},
         "chat_stream": dict(cache_read_tokens=None, reasoning_tokens=None, finish_reasons=None),
-        # error.type is str() of the exception class (upstream bug, kept as emitted).
+        # error.type is str() of the exception class (upstream bug); normalization unwraps "<class ...>".
         "chat_bad_request": dict(cache_read_tokens=None, reasoning_tokens=None,
-                                 error_type="<class 'openai.BadRequestError'>"),
+                                 error_type="openai.BadRequestError"),
         "chat_429_exhausted": dict(cache_read_tokens=None, reasoning_tokens=None,
-                                   error_type="<class 'openai.RateLimitError'>"),
+                                   error_type="openai.RateLimitError"),
     },
 }
 CONVENTIONS = {
