@@ -49,7 +49,7 @@ CLUSTER_COLUMNS = ["service_name", "server_address", "trace_id", "start_time"]
 class ParquetSettings:
     compression: str = "zstd"
     compression_level: int = 3
-    row_group_rows: int = 64 * 1024
+    row_group_rows: int = 32 * 1024
 
 
 # --------------------------------------------------------------------------- tables

@@ -45,7 +45,7 @@ class StorageSettings:
     seal_interval_s: float = 1.0            # rotate the active WAL file at least this often
     visibility_target_s: float = 5.0        # appended rows are queryable within this
     max_wal_file_bytes: int = 64 * MiB      # rotate earlier when the active file is this big
-    max_queue_bytes: int = 64 * MiB         # serialized batches waiting for the WAL writer
+    max_queue_bytes: int = 16 * MiB         # serialized batches waiting for the WAL writer
     max_pending_bytes: int = 256 * MiB      # WAL bytes not yet in Parquet: refuse beyond this
     min_free_bytes: int = 256 * MiB         # refuse when the data disk has less free space
     wal_compression: str | None = None      # "lz4"/"zstd": smaller WAL, more CPU (see README)
