@@ -161,7 +161,11 @@ def start(pipeline: Pipeline) -> None:
     """Start storage and bind both listeners; HTTP serving itself begins in ``serve_http``."""
     server = pipeline.config.server
     pipeline.http_socket = bind_socket(server.host, server.http_port, "OTLP/HTTP")
-    pipeline.storage.start()
+    try:
+        pipeline.storage.start()
+    except (RuntimeError, OSError) as exc:  # another server writes this data dir, or the disk fails
+        pipeline.http_socket.close()
+        raise StartupError(str(exc)) from None
     pipeline.receiver.normalizers.warm_up()
     pipeline.scheduler = start_scheduler(Path(pipeline.config.data_dir), pipeline.book, pipeline.storage.manifest)
     if server.grpc_enabled:

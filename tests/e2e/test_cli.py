@@ -132,3 +132,17 @@ def test_bad_configuration_is_refused_with_its_location(tmp_path, toml, message)
     result = run_cli("serve", "--config", str(config), "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 2
     assert message in " ".join(result.stderr.split())
+
+
+def test_second_server_on_the_same_data_dir_is_refused(tmp_path):
+    data_dir, http_port = tmp_path / "data", free_port()
+    first = start_serve(data_dir, http_port, free_port())
+    try:
+        wait_healthy(f"http://127.0.0.1:{http_port}", first)
+        second = start_serve(data_dir, free_port(), free_port())
+        _, stderr = second.communicate(timeout=30)
+        assert second.returncode == 1
+        assert "another process is already writing to" in " ".join(stderr.split())
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
