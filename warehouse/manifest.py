@@ -11,6 +11,7 @@ threads, serialized by a lock); each append is one ``write`` + ``fsync``.
 from __future__ import annotations
 
 import fcntl
+from contextlib import contextmanager
 import hashlib
 import json
 import os
@@ -121,8 +122,13 @@ class ManifestBroken(Exception):
 
 
 class Manifest:
-    """The single appender of one manifest file (an exclusive flock makes sure of it;
-    readers take no lock)."""
+    """An appender of one manifest file.
+
+    Several processes may append (the server's lander and compactor, and a
+    ``reprice`` run from the CLI): each append takes an exclusive flock on the
+    file, re-reads the chain head if another process appended since, then writes
+    and fsyncs, so the chain never forks. Readers take no lock.
+    """
 
     def __init__(self, path: Path, fsync: bool = True):
         self.path = Path(path)
@@ -130,26 +136,36 @@ class Manifest:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            raise RuntimeError(f"{self.path} is already open for appending (a running server?); "
-                               "pass its Manifest instead of opening another") from None
         if created and fsync:
             _fsync_dir(self.path.parent)
-        self._drop_torn_tail()
-        self.head = chain_head(self.path)
         self._broken = False
         self._lock = threading.Lock()  # the lander and the compactor append from their threads
+        with self._file_lock():
+            self._sync_head()
 
     def close(self) -> None:
         os.close(self._fd)
 
     def append(self, entries: list[dict]) -> list[dict]:
         """Chain, write and fsync ``entries`` (seq, created_at, prev_hash, entry_hash are set here)."""
-        with self._lock:
+        with self._lock, self._file_lock():
+            if os.fstat(self._fd).st_size != self._size:  # another process appended meanwhile
+                self._sync_head()
             return self._append(entries)
+
+    @contextmanager
+    def _file_lock(self):
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _sync_head(self) -> None:
+        """Drop a torn tail (a crash mid-append never committed it) and read the current head."""
+        self._drop_torn_tail()
+        self.head = chain_head(self.path)
+        self._size = os.fstat(self._fd).st_size
 
     def _append(self, entries: list[dict]) -> list[dict]:
         if self._broken:
@@ -170,6 +186,7 @@ class Manifest:
             self._roll_back(size)
             raise
         self.head = head
+        self._size = size + len(data)
         return chained
 
     def _roll_back(self, size: int) -> None:

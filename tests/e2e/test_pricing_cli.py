@@ -114,3 +114,26 @@ def test_serve_allocates_closed_pool_hours_in_the_background(tmp_path):
         allocate_recent_capacity(server.data_dir, server.pipeline.book, server.pipeline.storage.manifest)
         costs = query(server.data_dir, "select cost_usd from inferences order by duration_ms").to_pylist()
     assert [round(c["cost_usd"], 6) for c in costs] == [5.7, 17.1]
+
+
+def test_reprice_while_the_server_runs_keeps_one_manifest_chain(tmp_path):
+    from warehouse.manifest import verify_chain
+
+    data_dir = tmp_path / "data"
+    (tmp_path / "prices.toml").write_text(PRICE_FILE)
+    config = tmp_path / "inferledger.toml"
+    config.write_text(f'data_dir = "{data_dir}"\n[pricing]\nprice_file = "{tmp_path / "prices.toml"}"\n')
+    with RunningServer(make_config(data_dir)) as server:
+        post = lambda spans: httpx.post(server.http_url + "/v1/traces",  # noqa: E731
+                                        content=export_request(spans).SerializeToString(),
+                                        headers={"Content-Type": "application/x-protobuf"})
+        post([genai_span(model="gpt-4o", input_tokens=1_000_000, output_tokens=0, start_ns=DAY_NS)])
+        server.pipeline.storage.flush(timeout=30)
+        done = cli("reprice", "--config", str(config), "--from", "2026-11-20", "--to", "2026-11-20")
+        assert done.returncode == 0, done.stderr
+        post([genai_span(model="gpt-4o", input_tokens=10, output_tokens=0, start_ns=DAY_NS + 5)])
+        server.pipeline.storage.flush(timeout=30)
+        # 1M input tokens: $2.50 at the list price, $2.00 negotiated (the server landed it at list price)
+        costs = query(data_dir, "select cost_usd, cost_version from inferences order by input_tokens desc")
+        assert costs.to_pylist()[0] == {"cost_usd": pytest.approx(2.0), "cost_version": 1}
+    assert [p for p in verify_chain(data_dir) if p.kind in ("broken_link", "reordered", "entry_missing")] == []

@@ -141,10 +141,21 @@ def test_file_changed_before_compaction_replaced_it(tmp_path):
     assert [(p.kind, p.seq) for p in verify_chain(tmp_path)] == [("modified", 2)]
 
 
-def test_only_one_appender_at_a_time(tmp_path):
-    first = Manifest(manifest_path(tmp_path))
-    with pytest.raises(RuntimeError, match="already open for appending"):
-        Manifest(manifest_path(tmp_path))
-    assert chain_head(manifest_path(tmp_path)).seq == 0  # readers are not blocked
-    first.close()
-    Manifest(manifest_path(tmp_path)).close()
+def test_appenders_in_two_processes_keep_one_chain(tmp_path):
+    """The server and a `reprice` run both append: each append sees the other's entries."""
+    import subprocess
+    import sys
+
+    server_side = Manifest(manifest_path(tmp_path))
+    server_side.append([segment(tmp_path, "a.parquet", b"a")])
+    script = ("import sys; from pathlib import Path; from warehouse.manifest import Manifest, manifest_path; "
+              "m = Manifest(manifest_path(Path(sys.argv[1]))); "
+              "m.append([{'kind': 'repricing', 'dataset': 'repricings', 'rows': 1}]); m.close()")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, cwd=Path(__file__).parents[2])
+    server_side.append([segment(tmp_path, "b.parquet", b"b")])
+    server_side.close()
+    entries = list(read_entries(manifest_path(tmp_path)))
+    assert [e["seq"] for e in entries] == [1, 2, 3]
+    assert [e["kind"] for e in entries] == ["segment", "repricing", "segment"]
+    assert entries[2]["prev_hash"] == entries[1]["entry_hash"]
+    assert [p.kind for p in verify_chain(tmp_path) if p.kind in ("broken_link", "reordered")] == []

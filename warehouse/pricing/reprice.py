@@ -82,8 +82,8 @@ def reprice(data_dir: str | Path, book: PriceBook, date_from: date, date_to: dat
     """Recompute the costs of every inference dated date_from..date_to (inclusive) with ``book``.
 
     Writes a new cost version unless ``dry_run``; returns the before/after diff by
-    day, provider and model. Pass the server's ``manifest`` when it is running
-    (one appender per manifest); otherwise one is opened for the call.
+    day, provider and model. Inside the server pass its ``manifest``; elsewhere one is
+    opened for the call (appends lock the file, so a running server is no obstacle).
     """
     return _run(Path(data_dir), book, date_from, date_to, dry_run, actor, reason, defaults, manifest,
                 closed_before, kind="reprice")
