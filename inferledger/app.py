@@ -27,6 +27,7 @@ from collector.receiver import Receiver
 from collector.workers import NormalizerPool
 from inferledger.config import Config, subject_key
 from inferledger.scheduler import start_scheduler
+from warehouse.compaction import CompactionSettings
 from warehouse.storage import Storage, StorageSettings
 
 
@@ -103,6 +104,10 @@ def storage_settings(config: Config, book) -> StorageSettings:
         visibility_target_s=config.storage.visibility_target_s,
         max_pending_bytes=config.storage.max_pending_bytes,
         min_free_bytes=config.storage.min_free_bytes,
+        max_wal_file_bytes=config.storage.max_wal_file_bytes,
+        wal_compression=None if config.storage.wal_compression == "none" else config.storage.wal_compression,
+        compaction=CompactionSettings(enabled=config.storage.compaction_enabled,
+                                      target_rows=config.storage.compaction_target_rows),
     )
 
 

@@ -17,7 +17,7 @@ import os
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -75,6 +75,16 @@ class StorageConfig(Section):
     )
     min_free_bytes: int = Field(
         256 * 1024 * 1024, ge=0, description="Free disk space on the data directory below which the collector answers 503."
+    )
+    max_wal_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, description="Seal the active write-ahead log file earlier when it reaches this size."
+    )
+    wal_compression: Literal["none", "lz4", "zstd"] = Field(
+        "none", description="Compress write-ahead log frames: 3-5x fewer log bytes for 3-5x more CPU; only for slow disks."
+    )
+    compaction_enabled: bool = Field(True, description="Merge small Parquet segments of a day into bigger files.")
+    compaction_target_rows: int = Field(
+        1_000_000, ge=10_000, description="Stop adding segments to one compacted file beyond this many rows."
     )
 
 

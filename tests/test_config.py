@@ -60,3 +60,14 @@ def test_subject_key_from_environment_or_generated_once(tmp_path):
     generated = subject_key(config, {})
     assert len(generated) == 32 and subject_key(config, {}) == generated
     assert (tmp_path / "keys" / "subject.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_storage_settings_reach_the_storage_layer(tmp_path):
+    from inferledger.app import storage_settings
+
+    config = load_config(None, environ={}, data_dir=tmp_path, storage__wal_compression="lz4",
+                         storage__compaction_enabled=False, storage__max_wal_file_bytes=8 * 1024 * 1024)
+    settings = storage_settings(config, book=None)
+    assert settings.wal_compression == "lz4" and settings.compaction.enabled is False
+    assert settings.max_wal_file_bytes == 8 * 1024 * 1024
+    assert storage_settings(load_config(None, environ={}), book=None).wal_compression is None
