@@ -352,6 +352,10 @@ class _BuiltinModel:
 Candidate = tuple[object, str]  # (_UserModel | _BuiltinModel, match kind)
 
 
+# genai-prices' own spelling fix for compact dated refs ("gpt-4o-20240806"); private, so tolerate its absence.
+_normalize_dated_ref = getattr(gp, "_normalize_compact_dated_ref", lambda ref: ref)
+
+
 class PriceBook:
     """Price lookups with provenance. Lookups are cached: build one book and keep it."""
 
@@ -435,7 +439,7 @@ class PriceBook:
                 if (hit := self._builtin_exact[source.id].get(ref)) is not None:
                     return [(_BuiltinModel(source.id, hit, via_fallback), "exact")]
             for ref in refs:
-                for candidate in dict.fromkeys([ref, gp._normalize_compact_dated_ref(ref)]):
+                for candidate in dict.fromkeys([ref, _normalize_dated_ref(ref)]):
                     hit = next((m for m in source.models if m.is_match(candidate)), None)
                     if hit is not None:
                         return [(_BuiltinModel(source.id, hit, via_fallback), "pattern")]
