@@ -91,6 +91,17 @@ def test_grpc_exporter(collector):
     provider.shutdown()
 
 
+def test_grpc_exporter_with_gzip(collector):
+    from grpc import Compression as GrpcCompression
+
+    exporter = GrpcExporter(endpoint=collector.grpc_target, insecure=True, compression=GrpcCompression.Gzip)
+    provider = TracerProvider(resource=RESOURCE)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    emit_inferences(provider)
+    assert_rows(collector.data_dir)
+    provider.shutdown()
+
+
 def test_retried_export_appears_once(collector):
     """Exporters retry; a span received twice (same trace_id and span_id) is one row."""
     memory = InMemorySpanExporter()
