@@ -67,7 +67,12 @@ class IngestConfig(Section):
 
 class StorageConfig(Section):
     fsync: bool = Field(True, description="fsync the write-ahead log before acknowledging. Turn off only for throwaway data.")
-    seal_interval_s: float = Field(1.0, gt=0, le=60, description="Seal the active write-ahead log file at least this often.")
+    seal_interval_s: float = Field(
+        2.5, gt=0, le=60,
+        description="Seal the active write-ahead log file (and land it as a Parquet segment) at least this often; "
+        "must stay below visibility_target_s. Longer means bigger segments and less compaction work "
+        "(1 s: 16.5k spans/s, 2.5 s: 25k spans/s in bench/ingest.py).",
+    )
     visibility_target_s: float = Field(5.0, gt=0, le=600, description="Acknowledged spans are queryable within this many seconds.")
     max_pending_bytes: int = Field(
         256 * 1024 * 1024, ge=1024 * 1024,

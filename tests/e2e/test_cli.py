@@ -75,7 +75,9 @@ def test_serve_then_query_while_running(tmp_path):
         send_chat_spans(url, 4)
         sql = ("select provider, response_model, input_tokens, output_tokens from inferences "
                "order by start_time desc limit 10")
-        deadline = time.monotonic() + 10
+        # Default settings: acknowledged spans are queryable within visibility_target_s = 5 s
+        # (one more second for the polling `inferledger query` process itself to start).
+        deadline = time.monotonic() + 6
         rows = []
         while time.monotonic() < deadline and len(rows) < 4:
             result = run_cli("query", "--data-dir", str(data_dir), "--format", "json", sql)
