@@ -57,8 +57,7 @@ class Receiver:
     def check_capacity(self) -> None:
         """Refuse before decoding when the log is over its bound or the disk is full."""
         ok, reason = self.sink.can_accept()
-        if not ok:
-            self.metrics.requests.labels(transport="any", outcome="backpressure").inc()
+        if not ok:  # the transports count the refusal under their own outcome label
             raise RetryableError(f"collector is over capacity ({reason}); retry later", self.retry_after_s)
 
     def normalize(self, body: bytes, content_type: str) -> concurrent.futures.Future:
@@ -66,8 +65,11 @@ class Receiver:
         return self.normalizers.submit(body, content_type)
 
     def submit(self, batch: NormalizedBatch, transport: str) -> ExportOutcome:
-        """Hand normalized records to the write-ahead log; the caller waits on ``durable``."""
-        self.check_capacity()
+        """Hand normalized records to the write-ahead log; the caller waits on ``durable``.
+
+        Capacity was checked before decoding; a full write-ahead log queue still fails the
+        ``durable`` futures, which the transports answer as retryable.
+        """
         self.metrics.spans_received.labels(transport=transport).inc(batch.spans_received)
         outcome = ExportOutcome(rejected=batch.rejected_spans)
         if batch.rejected_spans:
