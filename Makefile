@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= ./inferledger-data
 
-.PHONY: demo serve test setup bench clean
+.PHONY: demo serve test setup browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,22 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# Browser tests (reports, dashboard) run Debian's Chromium by path; nothing downloads a browser.
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium (Debian package chromium) for the browser tests" >&2; exit 1; }
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null
+
+browser: $(CHROMIUM)
+
 demo: setup
 	$(BIN)/inferledger demo --data-dir $(DATA_DIR)
 
 serve: setup
 	$(BIN)/inferledger serve --data-dir $(DATA_DIR)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

@@ -26,7 +26,7 @@ from collector.normalize import NormalizeSettings
 from collector.receiver import Receiver
 from collector.workers import NormalizerPool
 from inferledger.config import Config, subject_key
-from inferledger.scheduler import start_scheduler
+from inferledger.scheduler import JobEnvironment, start_scheduler
 from warehouse.compaction import CompactionSettings
 from warehouse.storage import Storage, StorageSettings
 
@@ -172,7 +172,7 @@ def start(pipeline: Pipeline) -> None:
         pipeline.http_socket.close()
         raise StartupError(str(exc)) from None
     pipeline.receiver.normalizers.warm_up()
-    pipeline.scheduler = start_scheduler(Path(pipeline.config.data_dir), pipeline.book, pipeline.storage.manifest)
+    pipeline.scheduler = start_scheduler(job_environment(pipeline))
     if server.grpc_enabled:
         try:
             grpc_server, port = otlp_grpc.build_server(
@@ -187,6 +187,11 @@ def start(pipeline: Pipeline) -> None:
             raise StartupError(str(exc)) from None
         grpc_server.start()
         pipeline.grpc_server, pipeline.grpc_port = grpc_server, port
+
+
+def job_environment(pipeline: Pipeline) -> JobEnvironment:
+    """The scheduled jobs' view of the running server: its data, price book and manifest."""
+    return JobEnvironment(Path(pipeline.config.data_dir), pipeline.config, pipeline.book, pipeline.storage.manifest)
 
 
 def serve_http(pipeline: Pipeline, log_level: str = "warning") -> None:

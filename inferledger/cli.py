@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from inferledger.cli_jobs import jobs_app
 from inferledger.config import ConfigError, load_config
 
 app = typer.Typer(
@@ -183,6 +184,7 @@ from inferences group by all order by service_name, model
 
 prices_app = typer.Typer(help="Inspect the price book against what the warehouse has seen.", no_args_is_help=True)
 app.add_typer(prices_app, name="prices")
+app.add_typer(jobs_app, name="jobs")
 
 
 @prices_app.command("check")

@@ -21,6 +21,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from warehouse.jobs.config import BudgetConfig, JobsConfig
+
 ENV_PREFIX = "INFERLEDGER_"
 DEFAULT_CONFIG_NAME = "inferledger.toml"
 
@@ -121,6 +123,9 @@ class Config(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    budgets: list[BudgetConfig] = Field(
+        default_factory=list, description="Budgets, one `[[budgets]]` table each (fields below).")
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -228,23 +233,41 @@ def render_reference() -> str:
         "Command-line options override both. Unknown settings are errors.",
         "",
     ]
-    lines += _section_table("(top level)", Config, skip_sections=True)
-    for name, field in Config.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, Section):
-            lines += _section_table(f"[{name}]", annotation)
+    lines += _model_tables("", "(top level)", Config)
     return "\n".join(lines) + "\n"
 
 
-def _section_table(title: str, model: type[Section], skip_sections: bool = False) -> list[str]:
-    lines = [f"## {title}", "", "| setting | default | meaning |", "|---|---|---|"]
+def _nested_model(annotation: Any) -> tuple[type[BaseModel], bool] | None:
+    """(model, is_list) for a field holding a section or a list of them, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    args = getattr(annotation, "__args__", ())
+    if getattr(annotation, "__origin__", None) is list and args and isinstance(args[0], type) \
+            and issubclass(args[0], BaseModel):
+        return args[0], True
+    return None
+
+
+def _model_tables(prefix: str, title: str, model: type[BaseModel]) -> list[str]:
+    """One table of a section's plain settings, then one per nested section (``[a.b]``, ``[[a.list]]``)."""
+    lines = [f"## {title}", ""]
+    if model.__doc__ and model is not Config:
+        lines += [" ".join(model.__doc__.split()), ""]
+    lines += ["| setting | default | meaning |", "|---|---|---|"]
+    nested = []
     for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if skip_sections and isinstance(annotation, type) and issubclass(annotation, Section):
+        found = _nested_model(field.annotation)
+        if found:
+            nested.append((name, *found))
             continue
-        default = field.default if field.default_factory is None else field.default_factory()
+        default = "(required)" if field.is_required() else (
+            field.default if field.default_factory is None else field.default_factory())
         lines.append(f"| `{name}` | `{default}` | {field.description} |")
-    return lines + [""]
+    lines.append("")
+    for name, sub_model, is_list in nested:
+        dotted = f"{prefix}.{name}" if prefix else name
+        lines += _model_tables(dotted, f"[[{dotted}]]" if is_list else f"[{dotted}]", sub_model)
+    return lines
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def make_config(data_dir: Path, **overrides):
         storage__seal_interval_s=0.2,
         storage__min_free_bytes=0,
         ingest__workers=0,
+        jobs__enabled=False,
     )
     values.update(overrides)
     return load_config(None, environ={"INFERLEDGER_SUBJECT_KEY": "00" * 32}, **values)

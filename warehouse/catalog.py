@@ -35,6 +35,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warehouse.jobs.results import result_view_sql
 from warehouse.landing import NULL_PARTITION, write_atomically
 from warehouse.pricing.reprice import cost_view_sql
 from warehouse.record import DATASETS, SCHEMA_VERSION
@@ -65,18 +66,22 @@ def ensure_schema_files(data_dir: Path, fsync: bool = True) -> None:
         write_atomically(sink.getvalue(), path, tmp_dir, fsync)
 
 
-def connect(data_dir: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+def connect(data_dir: Path, read_only: bool = True,
+            settings: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the warehouse views.
 
     ``read_only`` sandboxes it: DuckDB may touch only files under ``data_dir``, may
     not install or load extensions, and the configuration is locked. DuckDB cannot
     forbid ``COPY ... TO`` inside the allowed directory; ``query`` refuses every
     statement but SELECT/EXPLAIN, and ``verify_chain`` reports stray files.
+    ``settings`` (e.g. ``memory_limit``, ``threads``) are applied before the lock.
     """
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")  # start_time::DATE must agree with the partitions
+            for name, value in (settings or {}).items():
+                con.execute(f"SET {name} = {_quote(str(value))}")
             create_views(con, data_dir)  # binding globs: a compaction may delete a file meanwhile
             if read_only:
                 _sandbox(con, data_dir)
@@ -108,6 +113,8 @@ def create_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     # ``inferences`` = ``inferences_raw`` with each record's latest cost version (repricing).
     for statement in cost_view_sql(data_dir, "inferences_raw"):
         con.execute(statement)
+    for name, select in result_view_sql(data_dir):  # job results, alert history, ...
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
 
 
 def _source(con: duckdb.DuckDBPyConnection, data_dir: Path, dataset: str, schema: pa.Schema) -> str:

@@ -1,0 +1,186 @@
+"""The job runner: windows, idempotent results, run records, catch-up and failure isolation."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from inferledger.scheduler import JobEnvironment, run_scheduled, start_scheduler
+from tests.conftest import make_config
+from tests.warehouse.jobs.records import land_records, record, utc
+from warehouse.catalog import query
+from warehouse.jobs.results import with_window
+from warehouse.jobs.runner import (Job, JobContext, JobOutput, Metric, connect, pending_windows, run_job,
+                                   windows_between)
+
+COUNTS = with_window([("service", pa.string()), ("requests", pa.int64()), ("cost_usd", pa.float64())])
+
+
+def count_requests(context: JobContext, windows):
+    """A real job: requests and cost per service and hour, in one query over the chunk."""
+    con = connect(context)
+    try:
+        rows = con.sql("""
+            SELECT time_bucket(INTERVAL 1 HOUR, start_time) AS window_start,
+                   time_bucket(INTERVAL 1 HOUR, start_time) + INTERVAL 1 HOUR AS window_end,
+                   service_name AS service, count(*) AS requests, sum(cost_usd) AS cost_usd
+            FROM inferences
+            WHERE date BETWEEN ?::DATE AND ?::DATE AND start_time >= ? AND start_time < ?
+            GROUP BY ALL ORDER BY ALL""",
+            params=[windows[0][0], windows[-1][1], windows[0][0], windows[-1][1]]).to_arrow_table()
+    finally:
+        con.close()
+    metrics = [Metric((row["window_start"], row["window_end"]), "test.requests", row["requests"],
+                      {"service": row["service"]}) for row in rows.to_pylist()]
+    return JobOutput({"test_counts": rows}, metrics)
+
+
+COUNT_JOB = Job("counts", "requests per service and hour", "*/5 * * * *", "hour", {"test_counts": COUNTS},
+                count_requests)
+
+
+def broken(context, windows):
+    raise RuntimeError("the warehouse is on fire")
+
+
+BROKEN_JOB = Job("broken", "always fails", "*/5 * * * *", "hour", {}, broken)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    data_dir = tmp_path / "data"
+    land_records(data_dir, [
+        record(utc(2026, 11, 2, 10, 5), service_name="a", cost_usd=0.5),
+        record(utc(2026, 11, 2, 10, 55), service_name="a", cost_usd=0.25),
+        record(utc(2026, 11, 2, 11, 0), service_name="b", cost_usd=1.0),
+        record(utc(2026, 11, 2, 13, 30), service_name="a", cost_usd=2.0),
+    ])
+    return data_dir
+
+
+def test_windows_are_aligned_and_cover_the_range():
+    assert windows_between("hour", utc(2026, 11, 2, 10, 30), utc(2026, 11, 2, 12)) == [
+        (utc(2026, 11, 2, 10), utc(2026, 11, 2, 11)), (utc(2026, 11, 2, 11), utc(2026, 11, 2, 12))]
+    # 2026-11-04 is a Wednesday; ISO weeks start on Monday 2026-11-02
+    assert windows_between("week", utc(2026, 11, 4, 9), utc(2026, 11, 10)) == [
+        (utc(2026, 11, 2), utc(2026, 11, 9)), (utc(2026, 11, 9), utc(2026, 11, 16))]
+
+
+def test_results_land_in_views_and_a_rerun_replaces_them(data_dir):
+    context = JobContext(data_dir, now=utc(2026, 11, 2, 14))
+    windows = windows_between("hour", utc(2026, 11, 2, 10), utc(2026, 11, 2, 14))
+    first = run_job(COUNT_JOB, context, windows)
+    assert (first.status, first.windows, first.rows) == ("ok", 4, 3)
+    second = run_job(COUNT_JOB, context, windows)
+    assert second.status == "ok"
+    rows = query(data_dir, "SELECT hour(window_start) AS h, service, requests, cost_usd FROM test_counts ORDER BY 1, 2")
+    assert rows.to_pylist() == [{"h": 10, "service": "a", "requests": 2, "cost_usd": 0.75},
+                                {"h": 11, "service": "b", "requests": 1, "cost_usd": 1.0},
+                                {"h": 13, "service": "a", "requests": 1, "cost_usd": 2.0}]
+    runs = query(data_dir, "SELECT job, status, windows, rows, trigger FROM job_runs").to_pylist()
+    assert runs == [{"job": "counts", "status": "ok", "windows": 4, "rows": 3, "trigger": "schedule"}] * 2
+    metrics = query(data_dir, "SELECT metric, labels, value FROM job_metrics WHERE metric = 'test.requests' "
+                              "ORDER BY window_start").to_pylist()
+    assert [(m["labels"], m["value"]) for m in metrics] == [
+        ('{"service": "a"}', 2.0), ('{"service": "b"}', 1.0), ('{"service": "a"}', 1.0)]
+
+
+def test_recomputing_one_window_leaves_the_others_alone(data_dir):
+    context = JobContext(data_dir, now=utc(2026, 11, 2, 14))
+    run_job(COUNT_JOB, context, windows_between("hour", utc(2026, 11, 2, 10), utc(2026, 11, 2, 14)))
+    land_records(data_dir, [record(utc(2026, 11, 2, 13, 45), service_name="a", cost_usd=1.0)])  # late data
+    run_job(COUNT_JOB, context, [(utc(2026, 11, 2, 13), utc(2026, 11, 2, 14))])
+    rows = query(data_dir, "SELECT hour(window_start) AS h, requests, cost_usd FROM test_counts "
+                           "WHERE service = 'a' ORDER BY 1").to_pylist()
+    assert rows == [{"h": 10, "requests": 2, "cost_usd": 0.75}, {"h": 13, "requests": 2, "cost_usd": 3.0}]
+
+
+def test_a_scheduled_run_catches_up_windows_missed_while_down(data_dir):
+    config = make_config(data_dir)
+    before = JobEnvironment(data_dir, config)
+    run_job(COUNT_JOB, before.context(utc(2026, 11, 2, 10, 30)),
+            pending_windows(COUNT_JOB, before.context(utc(2026, 11, 2, 10, 30))))
+    # the server was down from 10:30 to 14:10; the next run starts at the last completed window
+    windows = pending_windows(COUNT_JOB, before.context(utc(2026, 11, 2, 14, 10)))
+    assert windows[0] == (utc(2026, 11, 2, 10), utc(2026, 11, 2, 11))
+    assert windows[-1] == (utc(2026, 11, 2, 14), utc(2026, 11, 2, 15))
+    run_job(COUNT_JOB, before.context(utc(2026, 11, 2, 14, 10)), windows)
+    hours = query(data_dir, "SELECT DISTINCT hour(window_start) AS h FROM test_counts ORDER BY 1")["h"].to_pylist()
+    assert hours == [10, 11, 13]
+
+
+def test_catch_up_is_bounded_by_catchup_days(data_dir):
+    config = make_config(data_dir, jobs__catchup_days=1)
+    environment = JobEnvironment(data_dir, config)
+    run_job(COUNT_JOB, environment.context(utc(2026, 11, 2, 10)), [(utc(2026, 11, 2, 9), utc(2026, 11, 2, 10))])
+    windows = pending_windows(COUNT_JOB, environment.context(utc(2026, 11, 9, 10)))
+    assert windows[0][0] == utc(2026, 11, 8, 10) and len(windows) == 25
+
+
+def test_a_failing_job_is_recorded_and_does_not_stop_the_others(data_dir):
+    config = make_config(data_dir)
+    environment = JobEnvironment(data_dir, config)
+    called = []
+
+    def callback_that_breaks(record):
+        called.append(record.job)
+        raise ValueError("alert channel bug")
+
+    environment.after_run.append(callback_that_breaks)
+    failed = run_scheduled(BROKEN_JOB, environment)
+    ok = run_scheduled(COUNT_JOB, environment)
+    assert (failed.status, ok.status) == ("failed", "ok")
+    assert "RuntimeError: the warehouse is on fire" in failed.error
+    assert called == ["broken", "counts"]
+    health = query(data_dir, "SELECT labels, value, verdict, detail FROM job_metrics WHERE metric = 'job.failed' "
+                             "ORDER BY labels").to_pylist()
+    assert [(h["labels"], h["value"], h["verdict"]) for h in health] == [
+        ('{"job": "broken"}', 1.0, "failed"), ('{"job": "counts"}', 0.0, "ok")]
+    assert json.loads(health[0]["detail"])["error"] == "RuntimeError: the warehouse is on fire"
+    runs = query(data_dir, "SELECT job, status, error IS NOT NULL AS has_error FROM job_runs ORDER BY job").to_pylist()
+    assert runs == [{"job": "broken", "status": "failed", "has_error": True},
+                    {"job": "counts", "status": "ok", "has_error": False}]
+
+
+def test_the_scheduler_runs_every_registered_job_at_start(data_dir):
+    from warehouse.jobs.registry import all_jobs
+
+    config = make_config(data_dir, jobs__enabled=True)
+    scheduler = start_scheduler(JobEnvironment(data_dir, config), start_delay_s=0)
+    try:
+        expected = {job.name for job in all_jobs()}
+        deadline = time.monotonic() + 60
+        seen = set()
+        while time.monotonic() < deadline and seen != expected:
+            time.sleep(0.2)
+            try:
+                seen = set(query(data_dir, "SELECT DISTINCT job FROM job_runs")["job"].to_pylist())
+            except Exception:
+                seen = set()
+        assert seen == expected
+        statuses = query(data_dir, "SELECT job, status, error FROM job_runs WHERE status <> 'ok'").to_pylist()
+        assert statuses == []
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+def test_a_bad_schedule_is_a_configuration_error(tmp_path):
+    from inferledger.config import ConfigError
+
+    with pytest.raises(ConfigError, match="schedule of job 'rollups' is not a 5-field cron"):
+        make_config(tmp_path, jobs__schedules={"rollups": "every five minutes"})
+
+
+def test_a_window_with_nothing_left_removes_its_rows(data_dir):
+    context = JobContext(data_dir, now=utc(2026, 11, 3))
+    window = [(utc(2026, 11, 2, 13), utc(2026, 11, 2, 14))]
+    run_job(COUNT_JOB, context, window)
+    empty = Job("counts", "same job, now finding nothing", "*/5 * * * *", "hour", {"test_counts": COUNTS},
+                lambda context, windows: JobOutput())
+    run_job(empty, context, window)
+    assert query(data_dir, "SELECT count(*) AS n FROM test_counts")["n"][0].as_py() == 0
+    assert timedelta(hours=1) == window[0][1] - window[0][0]
