@@ -26,7 +26,8 @@ from collector.normalize import NormalizeSettings
 from collector.receiver import Receiver
 from collector.workers import NormalizerPool
 from inferledger.config import Config, subject_key
-from inferledger.scheduler import JobEnvironment, start_scheduler
+from inferledger.health import HealthRecorder
+from inferledger.scheduler import JobEnvironment, add_task, start_scheduler
 from warehouse.compaction import CompactionSettings
 from warehouse.storage import Storage, StorageSettings
 
@@ -173,6 +174,8 @@ def start(pipeline: Pipeline) -> None:
         raise StartupError(str(exc)) from None
     pipeline.receiver.normalizers.warm_up()
     pipeline.scheduler = start_scheduler(job_environment(pipeline))
+    health = HealthRecorder(Path(pipeline.config.data_dir), pipeline.receiver.metrics.registry)
+    add_task(pipeline.scheduler, "collector_health", health.record, "* * * * *")
     if server.grpc_enabled:
         try:
             grpc_server, port = otlp_grpc.build_server(

@@ -64,7 +64,7 @@ def run_scheduled(job: Job, environment: JobEnvironment) -> RunRecord:
 
 def start_scheduler(environment: JobEnvironment, start_delay_s: float = START_DELAY_S) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
-        timezone="UTC", executors={"default": ThreadPoolExecutor(1)},
+        timezone="UTC", executors={"default": ThreadPoolExecutor(1), "tasks": ThreadPoolExecutor(2)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
     )
     if environment.config.jobs.enabled:
@@ -82,7 +82,10 @@ def start_scheduler(environment: JobEnvironment, start_delay_s: float = START_DE
 
 def add_task(scheduler: BackgroundScheduler, task_id: str, function: Callable[[], Any], cron: str,
              timezone: str = "UTC", run_at_start: bool = False) -> None:
-    """A periodic task beside the jobs (signing, retention, reports); its errors are logged, never raised."""
+    """A periodic task beside the jobs (signing, retention, reports, health); its errors are logged, never raised.
+
+    Tasks run on their own threads, so a long job does not delay them.
+    """
     def guarded() -> None:
         try:
             function()
@@ -91,4 +94,4 @@ def add_task(scheduler: BackgroundScheduler, task_id: str, function: Callable[[]
 
     options = {"next_run_time": datetime.now(UTC) + timedelta(seconds=START_DELAY_S)} if run_at_start else {}
     scheduler.add_job(guarded, CronTrigger.from_crontab(cron, timezone=timezone), id=task_id, name=task_id,
-                      **options)
+                      executor="tasks", **options)
