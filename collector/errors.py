@@ -52,3 +52,17 @@ class RetryableError(CollectorError):
     def __init__(self, message: str, retry_after: int = 5):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unauthenticated(PermanentError):
+    """No API key, or one the server does not know (or that was revoked)."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(PermanentError):
+    """The API key is valid but its role may not send spans."""
+
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED

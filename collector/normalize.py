@@ -32,6 +32,7 @@ from collector.conventions.providers import provider_from_attributes
 from collector.conventions.tokens import out_of_range, reconcile
 from collector.conventions.values import as_int, as_str
 from collector.pseudonymize import Pseudonymizer
+from collector.redact import RedactionRules, Redactor
 from warehouse.record import COLUMNS, HTTP_ATTEMPT_SCHEMA, RECORD_SCHEMA
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -54,10 +55,14 @@ class NormalizeSettings:
     subject_key: bytes
     max_attribute_value_bytes: int = 16384
     max_tokens: int = 10_000_000
+    redaction: RedactionRules = RedactionRules()  # applied to captured content only
     pseudonymizer: Pseudonymizer = field(init=False, repr=False, compare=False)
+    redactor: Redactor | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "pseudonymizer", Pseudonymizer(self.subject_key))
+        active = self.capture_content and self.redaction.active
+        object.__setattr__(self, "redactor", Redactor(self.redaction) if active else None)
 
 
 @dataclass
@@ -260,6 +265,8 @@ def _inference(span, attrs: a.SpanAttributes, ids: tuple, resource: _Resource,
     _pseudonymize(rec, attrs, settings.pseudonymizer)
     rec["convention"] = _convention(sources, attrs.bits_seen)
     if extra:
+        if settings.redactor is not None:
+            settings.redactor.redact_content(extra)
         rec["attributes"] = a.to_json(extra)
     rec["resource"] = resource.json
     return rec

@@ -20,15 +20,30 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from collector.errors import CollectorError, RetryableError
 from collector.receiver import Receiver, wrap_storage_failure
+from collector.tenancy import Authenticate, headers_of, restrict_to_tenant
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: Receiver):
+class _Guarded:
+    """Checks the API key in the call's metadata (``authorization`` or ``x-api-key``)."""
+
+    def __init__(self, authenticate: Authenticate | None):
+        self.authenticate = authenticate
+
+    def tenant_of(self, context) -> str | None:
+        if self.authenticate is None:
+            return None
+        return self.authenticate(headers_of(context.invocation_metadata() or ()))
+
+
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer, _Guarded):
+    def __init__(self, receiver: Receiver, authenticate: Authenticate | None = None):
+        _Guarded.__init__(self, authenticate)
         self.receiver = receiver
 
     def Export(self, request, context):  # noqa: N802 (gRPC method name)
         started = time.perf_counter()
         try:
+            tenant = self.tenant_of(context)
             self.receiver.check_capacity()
             try:
                 batch = self.receiver.normalizers.submit_message(request).result()
@@ -36,6 +51,8 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
                 raise
             except Exception as exc:  # a worker process died: nothing was acknowledged, the client retries
                 raise RetryableError(f"normalization failed ({type(exc).__name__}); retry") from exc
+            if tenant is not None:
+                batch = restrict_to_tenant(batch, tenant)
             outcome = self.receiver.submit(batch, "grpc")
             try:
                 outcome.wait_durable()
@@ -53,14 +70,25 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         return reply
 
 
-class DiscardLogs(logs_service_pb2_grpc.LogsServiceServicer):
+class _Discard(_Guarded):
+    """Logs and metrics: accepted (from a valid key) and discarded."""
+
+    reply = None
+
     def Export(self, request, context):  # noqa: N802
-        return logs_service_pb2.ExportLogsServiceResponse()
+        try:
+            self.tenant_of(context)
+        except CollectorError as exc:
+            context.abort_with_status(_GrpcStatus(exc))
+        return self.reply()
 
 
-class DiscardMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def Export(self, request, context):  # noqa: N802
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+class DiscardLogs(_Discard, logs_service_pb2_grpc.LogsServiceServicer):
+    reply = logs_service_pb2.ExportLogsServiceResponse
+
+
+class DiscardMetrics(_Discard, metrics_service_pb2_grpc.MetricsServiceServicer):
+    reply = metrics_service_pb2.ExportMetricsServiceResponse
 
 
 class _GrpcStatus(grpc.Status):
@@ -77,8 +105,11 @@ class _GrpcStatus(grpc.Status):
 
 
 def build_server(receiver: Receiver, host: str, port: int, max_message_bytes: int, workers: int,
-                 interceptors=()) -> tuple[grpc.Server, int]:
-    """Create (not start) the gRPC server; returns it with the bound port (useful with port 0)."""
+                 interceptors=(), authenticate: Authenticate | None = None) -> tuple[grpc.Server, int]:
+    """Create (not start) the gRPC server; returns it with the bound port (useful with port 0).
+
+    ``authenticate`` (see ``collector.tenancy``) checks the API key in each call's metadata;
+    without it every call is accepted."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
         interceptors=list(interceptors),
@@ -88,9 +119,9 @@ def build_server(receiver: Receiver, host: str, port: int, max_message_bytes: in
         ],
         maximum_concurrent_rpcs=workers * 16,
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver), server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(DiscardLogs(), server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(DiscardMetrics(), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver, authenticate), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(DiscardLogs(authenticate), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(DiscardMetrics(authenticate), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen for OTLP/gRPC on {host}:{port} (address in use or not available)")

@@ -27,20 +27,27 @@ from collector.errors import (CollectorError, PayloadTooLarge, PermanentError, R
                               UnsupportedMediaType)
 from collector.workers import DECODERS
 from collector.receiver import Receiver, wrap_storage_failure
+from collector.tenancy import Authenticate, restrict_to_tenant
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-GRPC_CODE_FOR_STATUS = {400: 3, 413: 8, 415: 3, 429: 8, 503: 14}
+GRPC_CODE_FOR_STATUS = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14}
 
 
-def build_router(receiver: Receiver, max_body_bytes: int) -> APIRouter:
+def build_router(receiver: Receiver, max_body_bytes: int, authenticate: Authenticate | None = None) -> APIRouter:
+    """The OTLP/HTTP routes. ``authenticate`` (see ``collector.tenancy``) checks the API key
+    before the body is read; without it every request is accepted."""
     router = APIRouter(tags=["OTLP"])
+
+    def tenant_of(request: Request) -> str | None:
+        return authenticate(request.headers) if authenticate is not None else None
 
     @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, optionally gzip)")
     async def export_traces(request: Request) -> Response:
         started = time.perf_counter()
         content_type = _media_type(request.headers.get("content-type", ""))
         try:
+            tenant = tenant_of(request)
             _decoder_for(content_type)
             receiver.check_capacity()
             body = await read_body(request, max_body_bytes)
@@ -50,6 +57,8 @@ def build_router(receiver: Receiver, max_body_bytes: int) -> APIRouter:
                 raise
             except Exception as exc:  # a worker process died: nothing was acknowledged, the client retries
                 raise RetryableError(f"normalization failed ({type(exc).__name__}); retry") from exc
+            if tenant is not None:
+                batch = restrict_to_tenant(batch, tenant)
             outcome = receiver.submit(batch, "http")
             try:
                 await asyncio.gather(*(asyncio.wrap_future(f) for f in outcome.durable))
@@ -68,18 +77,19 @@ def build_router(receiver: Receiver, max_body_bytes: int) -> APIRouter:
 
     @router.post("/v1/logs", summary="Accepted and discarded: inferledger stores traces only")
     async def export_logs(request: Request) -> Response:
-        return await _discard(request, ExportLogsServiceResponse(), max_body_bytes)
+        return await _discard(request, ExportLogsServiceResponse(), max_body_bytes, tenant_of)
 
     @router.post("/v1/metrics", summary="Accepted and discarded: inferledger stores traces only")
     async def export_metrics(request: Request) -> Response:
-        return await _discard(request, ExportMetricsServiceResponse(), max_body_bytes)
+        return await _discard(request, ExportMetricsServiceResponse(), max_body_bytes, tenant_of)
 
     return router
 
 
-async def _discard(request: Request, reply, max_body_bytes: int) -> Response:
+async def _discard(request: Request, reply, max_body_bytes: int, tenant_of) -> Response:
     content_type = _media_type(request.headers.get("content-type", ""))
     try:
+        tenant_of(request)
         _decoder_for(content_type)
         await read_body(request, max_body_bytes)
     except CollectorError as exc:
@@ -143,6 +153,8 @@ def encode_message(message, content_type: str, status_code: int = 200, headers: 
 def error_response(exc: CollectorError, content_type: str) -> Response:
     """A ``google.rpc.Status`` in the request's encoding; 415 answers in plain text."""
     headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    if exc.http_status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="inferledger"'}
     if content_type not in DECODERS:
         return Response(exc.message + "\n", status_code=exc.http_status, media_type="text/plain", headers=headers)
     status = status_pb2.Status(code=GRPC_CODE_FOR_STATUS.get(exc.http_status, 13), message=exc.message)

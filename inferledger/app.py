@@ -13,20 +13,28 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import uvicorn
+from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from collector import otlp_grpc, otlp_http
 from collector.metrics import PipelineMetrics
 from collector.normalize import NormalizeSettings
+from collector.redact import RedactionRules
 from collector.receiver import Receiver
 from collector.workers import NormalizerPool
+from inferledger.api import ApiServices, api_services, mount_api
+from inferledger.auth import AuthSetupError, ingest_authenticator
 from inferledger.config import Config, subject_key
+from alerts import run_alerts
 from inferledger.health import HealthRecorder
+from warehouse.retention import apply_retention
+from warehouse.signing import SigningKeyError, configured_private_key, sign_head
 from inferledger.scheduler import JobEnvironment, add_task, start_scheduler
 from warehouse.compaction import CompactionSettings
 from warehouse.storage import Storage, StorageSettings
@@ -48,6 +56,8 @@ class Pipeline:
     grpc_server: object | None = None
     grpc_port: int | None = None
     scheduler: object | None = None
+    api: ApiServices | None = None
+    signing_key: object | None = None  # Ed25519 key that signs the manifest's chain head, when configured
     _uvicorn: uvicorn.Server | None = field(default=None, repr=False)
 
     @property
@@ -70,11 +80,21 @@ def build_pipeline(config: Config) -> Pipeline:
         subject_key=subject_key(config),
         max_attribute_value_bytes=config.ingest.max_attribute_value_bytes,
         max_tokens=config.ingest.max_tokens,
+        redaction=RedactionRules(tuple(config.privacy.redact), tuple(config.privacy.redact_patterns.items())),
     )
     workers = config.ingest.workers if config.ingest.workers >= 0 else (os.cpu_count() or 1)
     receiver = Receiver(storage, NormalizerPool(settings, workers), metrics, config.ingest.retry_after_s)
-    app = build_http_app(receiver, storage, config)
-    return Pipeline(config=config, book=book, storage=storage, receiver=receiver, metrics=metrics, app=app)
+    try:
+        api = api_services(config, storage, book)
+    except AuthSetupError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        signing_key = configured_private_key(config.audit.signing_key_file, config.audit.signing_key_env)
+    except SigningKeyError as exc:
+        raise StartupError(str(exc)) from None
+    app = build_http_app(receiver, storage, config, book, api)
+    return Pipeline(config=config, book=book, storage=storage, receiver=receiver, metrics=metrics, app=app, api=api,
+                    signing_key=signing_key)
 
 
 def price_book(config: Config):
@@ -91,7 +111,8 @@ def pricing_defaults(config: Config):
     from warehouse.pricing import PricingDefaults
 
     return PricingDefaults(tier=config.pricing.default_tier, tier_by_tenant=config.pricing.tier_by_tenant,
-                           tier_by_feature=config.pricing.tier_by_feature)
+                           tier_by_feature=config.pricing.tier_by_feature,
+                           reviewer_hour_usd=config.pricing.reviewer_hour_usd)
 
 
 def storage_settings(config: Config, book) -> StorageSettings:
@@ -124,13 +145,17 @@ def prepare_data_dir(data_dir: Path) -> Path:
     return data_dir.resolve()
 
 
-def build_http_app(receiver: Receiver, storage: Storage, config: Config) -> FastAPI:
+def build_http_app(receiver: Receiver, storage: Storage, config: Config, book=None,
+                   api: ApiServices | None = None) -> FastAPI:
     app = FastAPI(
         title="inferledger",
         summary="Cost observability and audit logging for AI inference.",
         version=_version(),
     )
-    app.include_router(otlp_http.build_router(receiver, config.ingest.max_body_bytes))
+    authenticate = ingest_authenticator(api.gate) if api is not None else None
+    app.include_router(otlp_http.build_router(receiver, config.ingest.max_body_bytes, authenticate))
+    if api is not None:
+        mount_api(app, api)  # /api/v1: auditor queries, exports, SQL, admin
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
     def healthz() -> dict:
@@ -146,6 +171,9 @@ def build_http_app(receiver: Receiver, storage: Storage, config: Config) -> Fast
     def metrics() -> Response:
         return Response(receiver.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    from inferledger.dashboard import mount_dashboard
+
+    mount_dashboard(app, config, book, api)  # HTML pages under /dashboard
     return app
 
 
@@ -174,13 +202,13 @@ def start(pipeline: Pipeline) -> None:
         raise StartupError(str(exc)) from None
     pipeline.receiver.normalizers.warm_up()
     pipeline.scheduler = start_scheduler(job_environment(pipeline))
-    health = HealthRecorder(Path(pipeline.config.data_dir), pipeline.receiver.metrics.registry)
-    add_task(pipeline.scheduler, "collector_health", health.record, "* * * * *")
+    add_tasks(pipeline)
     if server.grpc_enabled:
         try:
             grpc_server, port = otlp_grpc.build_server(
                 pipeline.receiver, server.host, server.grpc_port,
                 pipeline.config.ingest.max_body_bytes, server.grpc_workers,
+                authenticate=ingest_authenticator(pipeline.api.gate) if pipeline.api else None,
             )
         except OSError as exc:
             pipeline.scheduler.shutdown(wait=False)
@@ -190,11 +218,40 @@ def start(pipeline: Pipeline) -> None:
             raise StartupError(str(exc)) from None
         grpc_server.start()
         pipeline.grpc_server, pipeline.grpc_port = grpc_server, port
+    if pipeline.api is not None:
+        pipeline.api.access_log.start(pipeline.storage.manifest)
 
 
 def job_environment(pipeline: Pipeline) -> JobEnvironment:
-    """The scheduled jobs' view of the running server: its data, price book and manifest."""
-    return JobEnvironment(Path(pipeline.config.data_dir), pipeline.config, pipeline.book, pipeline.storage.manifest)
+    """The scheduled jobs' view of the running server: its data, price book and manifest.
+
+    Alerts are evaluated after every job run, so a figure that crosses a threshold is
+    acted on as soon as it is computed.
+    """
+    data_dir, config = Path(pipeline.config.data_dir), pipeline.config
+    environment = JobEnvironment(data_dir, config, pipeline.book, pipeline.storage.manifest)
+    environment.after_run.append(lambda record: run_alerts(data_dir, config))
+    return environment
+
+
+def add_tasks(pipeline: Pipeline) -> None:
+    """The periodic tasks beside the jobs.
+
+    * collector health into ``job_metrics`` every minute;
+    * alert evaluation every minute too: a pending alert must fire once its ``for``
+      has passed even when no job runs, and a queued notification is retried.
+    """
+    data_dir, config = Path(pipeline.config.data_dir), pipeline.config
+    health = HealthRecorder(data_dir, pipeline.receiver.metrics.registry)
+    add_task(pipeline.scheduler, "collector_health", health.record, "* * * * *")
+    add_task(pipeline.scheduler, "alerts", lambda: run_alerts(data_dir, config), "* * * * *")
+    manifest = pipeline.storage.manifest
+    add_task(pipeline.scheduler, "retention",
+             lambda: apply_retention(data_dir, config.audit.retention_policy(), datetime.now(UTC).date(), manifest,
+                                     actor="scheduler"), "40 0 * * *", run_at_start=True)
+    if pipeline.signing_key is not None:
+        add_task(pipeline.scheduler, "sign_chain_head", lambda: sign_head(data_dir, pipeline.signing_key, manifest),
+                 IntervalTrigger(minutes=config.audit.signing_interval_minutes), run_at_start=True)
 
 
 def serve_http(pipeline: Pipeline, log_level: str = "warning") -> None:
@@ -226,6 +283,8 @@ def stop(pipeline: Pipeline) -> None:
     if pipeline.scheduler is not None:
         pipeline.scheduler.shutdown(wait=True)
     pipeline.receiver.normalizers.shutdown()
+    if pipeline.api is not None:
+        pipeline.api.access_log.stop()
     pipeline.storage.stop()
     if pipeline.http_socket is not None:
         pipeline.http_socket.close()

@@ -20,7 +20,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from inferledger.cli_alerts import alerts_app
 from inferledger.cli_jobs import jobs_app
+from inferledger.cli_keys import keys_app
+from inferledger.cli_report import report_app
 from inferledger.config import ConfigError, load_config
 
 app = typer.Typer(
@@ -64,6 +67,7 @@ def serve(
     OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 (or gRPC on 4317).
     """
     from inferledger.app import StartupError, build_pipeline, serve_http, start, stop
+    from inferledger.auth import startup_notice
 
     config = _load(config_path, data_dir=data_dir, server__host=host,
                    server__http_port=http_port, server__grpc_port=grpc_port)
@@ -79,6 +83,8 @@ def serve(
     if pipeline.grpc_port:
         console.print(f"  OTLP/gRPC  {server.host}:{pipeline.grpc_port}")
     console.print(f"  metrics    http://{server.host}:{pipeline.http_port}/metrics")
+    console.print(f"  audit API  http://{server.host}:{pipeline.http_port}/api/v1 (OpenAPI at /docs)")
+    console.print(startup_notice(pipeline.api.gate, server.host))
     try:
         serve_http(pipeline, log_level=log_level)
     finally:
@@ -137,6 +143,7 @@ def demo(
     from datetime import datetime, timedelta, timezone
 
     from inferledger.app import RunningServer, StartupError, price_book
+    from inferledger.auth import startup_notice
     from inferledger.demo import SERVICES, play_traffic, write_demo_prices
     from warehouse.catalog import query as run_query
     from warehouse.pricing import allocate_capacity
@@ -149,6 +156,7 @@ def demo(
     except StartupError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    console.print(startup_notice(server.pipeline.api.gate, config.server.host))
     try:
         with Progress(console=console) as progress:
             task = progress.add_task("sending demo traffic", total=days * len(SERVICES))
@@ -185,6 +193,9 @@ from inferences group by all order by service_name, model
 prices_app = typer.Typer(help="Inspect the price book against what the warehouse has seen.", no_args_is_help=True)
 app.add_typer(prices_app, name="prices")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(keys_app, name="keys")
+app.add_typer(report_app, name="report")
 
 
 @prices_app.command("check")
@@ -300,6 +311,12 @@ def _to_rich_table(columns: list[str], rows: list[dict]) -> Table:
     table.caption = f"{len(rows)} row(s)"
     return table
 
+
+from inferledger.cli_audit import erase, heads_app, verify  # noqa: E402  (audit commands, own module)
+
+app.command()(verify)
+app.command()(erase)
+app.add_typer(heads_app, name="heads")
 
 if __name__ == "__main__":
     app()

@@ -19,8 +19,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alerts.config import AlertsConfig, SmtpConfig, WebhookConfig
+from collector.redact import check_patterns
+from inferledger.auth import AuthConfig
+from reports.config import ReportsConfig
+from warehouse.audit_config import AuditConfig
 from warehouse.jobs.config import BudgetConfig, JobsConfig
 
 ENV_PREFIX = "INFERLEDGER_"
@@ -106,6 +111,9 @@ class PricingConfig(Section):
     tier_by_feature: dict[str, str] = Field(
         default_factory=dict, description="Default service tier per feature (wins over the tenant's)."
     )
+    reviewer_hour_usd: float | None = Field(
+        None, gt=0, description="Cost of one reviewer-hour in USD: a human review span costs review_duration_s / 3600 "
+        "times this (cost_source human_review). Unset: reviews are unpriced.")
 
 
 class PrivacyConfig(Section):
@@ -114,6 +122,17 @@ class PrivacyConfig(Section):
         description="Environment variable holding the HMAC key (hex or text) used to pseudonymize subject, user and reviewer ids. "
         "When unset, a random key is generated once and kept in <data_dir>/keys/subject.key (mode 0600).",
     )
+    redact: list[Literal["email", "card_number", "phone_number"]] = Field(
+        ["email", "card_number", "phone_number"], description="Built-in redaction rules applied to captured content "
+        "(ingest.capture_content) before it is written; matches become [EMAIL], [CARD_NUMBER], [PHONE_NUMBER].")
+    redact_patterns: dict[str, str] = Field(
+        default_factory=dict, description="Custom redaction rules for captured content: name = Python regex; "
+        "matches become [NAME], e.g. {employee_id = 'EMP-\\d{6}'}.")
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: dict[str, str]) -> dict[str, str]:
+        return check_patterns(patterns)
 
 
 class Config(Section):
@@ -123,9 +142,15 @@ class Config(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
     budgets: list[BudgetConfig] = Field(
         default_factory=list, description="Budgets, one `[[budgets]]` table each (fields below).")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    webhooks: list[WebhookConfig] = Field(default_factory=list, description="Webhook channels for alerts, one `[[webhooks]]` table each.")
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -242,6 +267,9 @@ def _nested_model(annotation: Any) -> tuple[type[BaseModel], bool] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
     args = getattr(annotation, "__args__", ())
+    present = [arg for arg in args if arg is not type(None)]
+    if len(present) == 1 and len(args) == 2:  # an optional section (``X | None``)
+        return _nested_model(present[0])
     if getattr(annotation, "__origin__", None) is list and args and isinstance(args[0], type) \
             and issubclass(args[0], BaseModel):
         return args[0], True
@@ -262,7 +290,7 @@ def _model_tables(prefix: str, title: str, model: type[BaseModel]) -> list[str]:
             continue
         default = "(required)" if field.is_required() else (
             field.default if field.default_factory is None else field.default_factory())
-        lines.append(f"| `{name}` | `{default}` | {field.description} |")
+        lines.append(f"| `{field.alias or name}` | `{default}` | {field.description} |")
     lines.append("")
     for name, sub_model, is_list in nested:
         dotted = f"{prefix}.{name}" if prefix else name

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from warehouse.jobs.registry import all_jobs
@@ -80,7 +81,7 @@ def start_scheduler(environment: JobEnvironment, start_delay_s: float = START_DE
     return scheduler
 
 
-def add_task(scheduler: BackgroundScheduler, task_id: str, function: Callable[[], Any], cron: str,
+def add_task(scheduler: BackgroundScheduler, task_id: str, function: Callable[[], Any], when: str | BaseTrigger,
              timezone: str = "UTC", run_at_start: bool = False) -> None:
     """A periodic task beside the jobs (signing, retention, reports, health); its errors are logged, never raised.
 
@@ -93,5 +94,5 @@ def add_task(scheduler: BackgroundScheduler, task_id: str, function: Callable[[]
             log.exception("scheduled task %s failed", task_id)
 
     options = {"next_run_time": datetime.now(UTC) + timedelta(seconds=START_DELAY_S)} if run_at_start else {}
-    scheduler.add_job(guarded, CronTrigger.from_crontab(cron, timezone=timezone), id=task_id, name=task_id,
-                      executor="tasks", **options)
+    trigger = CronTrigger.from_crontab(when, timezone=timezone) if isinstance(when, str) else when
+    scheduler.add_job(guarded, trigger, id=task_id, name=task_id, executor="tasks", **options)

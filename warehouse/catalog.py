@@ -35,10 +35,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warehouse.audit.access_log import create_access_log_view
 from warehouse.jobs.results import result_view_sql
 from warehouse.landing import NULL_PARTITION, write_atomically
+from warehouse.erasure import ERASURE_SCHEMA, ERASURES
+from warehouse.maintenance import create_log_view
 from warehouse.pricing.reprice import cost_view_sql
 from warehouse.record import DATASETS, SCHEMA_VERSION
+from warehouse.retention import RETENTION_ACTIONS, RETENTION_SCHEMA
 
 DEDUP_WINDOW = "PARTITION BY date, trace_id, span_id, start_time ORDER BY ingest_time"
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
@@ -113,6 +117,9 @@ def create_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     # ``inferences`` = ``inferences_raw`` with each record's latest cost version (repricing).
     for statement in cost_view_sql(data_dir, "inferences_raw"):
         con.execute(statement)
+    for dataset, schema in ((ERASURES, ERASURE_SCHEMA), (RETENTION_ACTIONS, RETENTION_SCHEMA)):
+        create_log_view(con, data_dir, dataset, schema)  # receipts of erasures and retention runs
+    create_access_log_view(con, data_dir)  # who read what through the auditor API
     for name, select in result_view_sql(data_dir):  # job results, alert history, ...
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
 

@@ -19,6 +19,7 @@ Crash safety, step by step:
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import os
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -41,6 +43,7 @@ from warehouse.record import DATASETS, SCHEMA_VERSION
 from warehouse.wal import fsync_dir
 
 log = logging.getLogger(__name__)
+REWRITE_LOCK = Path("compaction") / "rewrite.lock"
 
 
 @dataclass
@@ -137,8 +140,15 @@ class Compactor:
     # ------------------------------------------------------------------ one round
 
     def run_once(self) -> int:
-        """Delete expired replaced files, then run every merge that is due; returns merges done."""
+        """Delete expired replaced files, then run every merge that is due; returns merges done.
+
+        Merges run under the rewrite lock; while an erasure or a retention holds it
+        (possibly in another process) this round merges nothing."""
         self.delete_expired()
+        with rewrite_lock(self.data_dir, wait=False) as held:
+            return self._merge_due() if held else 0
+
+    def _merge_due(self) -> int:
         merged = 0
         for job in self.find_jobs():
             try:
@@ -318,6 +328,26 @@ class Compactor:
 
     def _relpath(self, path: Path) -> str:
         return path.relative_to(self.data_dir).as_posix()
+
+
+@contextmanager
+def rewrite_lock(data_dir: Path, wait: bool = True):
+    """Exclusive lock of whoever rewrites or deletes landed files: the compactor, an
+    erasure, a retention run. A flock, so it works across processes (a CLI ``erase``
+    beside a running server) and between threads that open it separately. Yields
+    True when held; with ``wait=False``, False at once if someone else holds it."""
+    path = Path(data_dir) / REWRITE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _iso(moment: datetime) -> str:

@@ -17,10 +17,10 @@ import json
 import os
 import re
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 GENESIS_HASH = "0" * 64
 MANIFEST_FILE = Path("manifest") / "manifest.jsonl"
@@ -153,6 +153,17 @@ class Manifest:
                 self._sync_head()
             return self._append(entries)
 
+    def append_at_head(self, build: Callable[[ChainHead], list[dict]]) -> list[dict]:
+        """Append the entries ``build(head)`` returns, built while the lock is held.
+
+        For an entry that must name the exact entry it follows (a signed chain head):
+        nobody can append between reading the head and chaining the new entries.
+        """
+        with self._lock, self._file_lock():
+            if os.fstat(self._fd).st_size != self._size:
+                self._sync_head()
+            return self._append(build(self.head))
+
     @contextmanager
     def _file_lock(self):
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -206,6 +217,19 @@ class Manifest:
             os.fsync(self._fd)
 
 
+@contextmanager
+def opened(data_dir: Path, manifest: Manifest | None = None) -> Iterator[Manifest]:
+    """The caller's manifest (inside the server, its own), or one opened for the block."""
+    if manifest is not None:
+        yield manifest
+        return
+    own = Manifest(manifest_path(data_dir))
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -247,21 +271,91 @@ PROBLEM_KINDS = {
     "missing": "a file the manifest lists as live is not on disk",
     "modified": "a file's SHA-256 differs from its manifest entry",
     "extra": "a Parquet file under parquet/ that no manifest entry lists",
-    "unknown_replaced": "a compaction replaces a file that was not live",
+    "unknown_replaced": "a compaction, erasure or retention entry replaces a file that was not live",
+    "not_removed": "a file an erasure or retention entry removed is still on disk",
+    "bad_signature": "a signed chain head's Ed25519 signature does not verify",
+    "untrusted_key": "a chain head is signed by a key other than the trusted public key(s)",
+    "head_mismatch": "a signed head names an entry whose hash is not the one in the chain (rewritten history)",
+    "head_beyond_chain": "a signed head names a seq past the end of the chain (truncated history)",
+    "heads_unreadable": "a line of a heads file is not a signed head",
 }
+# Entry kinds after which the files they name in ``source`` must be gone from disk.
+REMOVING_KINDS = {"erasure": "replaces", "retention": "removes"}
+_DATE_PARTITION = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
-def verify_chain(data_dir: Path) -> list[Problem]:
-    """Check the hash chain end to end and the files on disk against it (empty list = intact)."""
+@dataclass
+class VerifyStats:
+    """What a verification looked at, for its summary line."""
+
+    entries: int = 0
+    files_checked: int = 0
+    bytes_hashed: int = 0
+    head: ChainHead = ChainHead(0, GENESIS_HASH)
+
+
+@dataclass
+class LiveFiles:
+    """The files the manifest describes, by replaying its entries in order.
+
+    ``live``: file -> sha256 of every current file. ``replaced``: replaced by a
+    compaction, may still be on disk during its grace period. ``removed``: file ->
+    (sha256, kind, seq) of files an erasure or a retention removed, which must be gone.
+    """
+
+    live: dict[str, str] = field(default_factory=dict)
+    replaced: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
+
+
+def replay(data_dir: Path) -> LiveFiles:
+    """The current file set according to the manifest (erasure and retention plan with it)."""
+    files = LiveFiles()
+    for entry in read_entries(manifest_path(data_dir)):
+        _apply_entry(entry, files)
+    return files
+
+
+def verify_chain(data_dir: Path, date_from: date | None = None, date_to: date | None = None,
+                 stats: VerifyStats | None = None, observers: list | None = None) -> list[Problem]:
+    """Check the hash chain end to end and the files on disk against it (empty list = intact).
+
+    ``date_from``/``date_to`` limit the file checks to ``date=`` partitions in range
+    (the chain itself is always checked whole: it is cheap). ``stats`` is filled in
+    when given. Each observer's ``see(entry) -> list[Problem]`` is called for every
+    readable entry and ``finish(head) -> list[Problem]`` at the end (signed heads).
+    """
     data_dir = Path(data_dir)
-    live: dict[str, str] = {}       # file -> sha256, files the manifest says are current
-    replaced: dict[str, str] = {}   # replaced by a compaction; may linger for the grace period
-    problems = _verify_lines(manifest_path(data_dir), live, replaced)
-    problems += _verify_files(data_dir, live, replaced)
-    return problems
+    stats = stats if stats is not None else VerifyStats()
+    observers = observers or []
+    files = LiveFiles()
+    problems = _verify_lines(manifest_path(data_dir), files, stats, observers)
+    for observer in observers:
+        problems += observer.finish(stats.head)
+    problems += _verify_files(data_dir, files, _DateRange(date_from, date_to), stats)
+    return _without_later_changes(data_dir, problems, stats.head)
 
 
-def _verify_lines(path: Path, live: dict[str, str], replaced: dict[str, str]) -> list[Problem]:
+def _without_later_changes(data_dir: Path, problems: list[Problem], head: ChainHead) -> list[Problem]:
+    """Drop file problems that entries appended *during* the verification explain.
+
+    Verifying beside a running server: a segment landed after the manifest was read
+    is on disk but not yet in our replay (``extra``); a compaction or erasure
+    committed meanwhile may have deleted a file we still thought live (``missing``).
+    """
+    if not any(p.kind in ("extra", "missing") for p in problems):
+        return problems
+    later = LiveFiles()
+    for entry in read_entries_reversed(manifest_path(data_dir)):
+        if not isinstance(entry.get("seq"), int) or entry["seq"] <= head.seq:
+            break
+        _apply_entry(entry, later)
+    gone = set(later.replaced) | set(later.removed)
+    return [p for p in problems if not (p.kind == "extra" and p.file in later.live
+                                        or p.kind == "missing" and p.file in gone)]
+
+
+def _verify_lines(path: Path, files: LiveFiles, stats: VerifyStats, observers: list) -> list[Problem]:
     problems: list[Problem] = []
     prev_hash, prev_seq = GENESIS_HASH, 0
     if not path.exists():
@@ -276,9 +370,13 @@ def _verify_lines(path: Path, live: dict[str, str], replaced: dict[str, str]) ->
             except ValueError as exc:
                 problems.append(Problem("unreadable", f"line {number}: {exc}"))
                 continue
+            stats.entries += 1
             problems += _check_entry(entry, prev_hash, prev_seq)
             prev_hash, prev_seq = entry.get("entry_hash"), entry.get("seq", prev_seq)
-            problems += _apply_entry(entry, live, replaced)
+            stats.head = ChainHead(prev_seq, prev_hash)
+            problems += _apply_entry(entry, files)
+            for observer in observers:
+                problems += observer.see(entry)
     return problems
 
 
@@ -296,38 +394,79 @@ def _check_entry(entry: dict, prev_hash: str, prev_seq: int) -> list[Problem]:
     return problems
 
 
-def _apply_entry(entry: dict, live: dict[str, str], replaced: dict[str, str]) -> list[Problem]:
+def _apply_entry(entry: dict, files: LiveFiles) -> list[Problem]:
+    """Replay one entry: a compaction moves its inputs to ``replaced``; an erasure or a
+    retention moves the files it names to ``removed``; a file entry makes its file live."""
     problems = []
-    if entry.get("kind") == "compaction":
-        for old in entry.get("source", {}).get("replaces", []):
-            recorded = live.pop(old["file"], None)
-            if recorded is None:
-                problems.append(Problem("unknown_replaced", "replaced file was not live",
-                                        entry.get("seq"), old["file"]))
-            elif recorded != old["sha256"]:
-                problems.append(Problem("modified", "file changed before a compaction replaced it",
-                                        entry.get("seq"), old["file"]))
-            replaced[old["file"]] = old["sha256"]
+    kind, seq = entry.get("kind"), entry.get("seq")
+    source = entry.get("source") if isinstance(entry.get("source"), dict) else {}
+    listed = "replaces" if kind == "compaction" else REMOVING_KINDS.get(kind)
+    for old in (source.get(listed) or []) if listed else []:
+        recorded = files.live.pop(old["file"], None)
+        if recorded is None:
+            problems.append(Problem("unknown_replaced", f"{kind} names a file that was not live", seq, old["file"]))
+        elif recorded != old["sha256"]:
+            problems.append(Problem("modified", f"file changed before a {kind} replaced it", seq, old["file"]))
+        if kind == "compaction":
+            files.replaced[old["file"]] = old["sha256"]
+        else:
+            files.removed[old["file"]] = (old["sha256"], kind, seq)
     if entry.get("file"):
-        live[entry["file"]] = entry.get("sha256", "")
-        replaced.pop(entry["file"], None)
+        files.live[entry["file"]] = entry.get("sha256", "")
+        files.replaced.pop(entry["file"], None)
+        files.removed.pop(entry["file"], None)
     return problems
 
 
-def _verify_files(data_dir: Path, live: dict[str, str], replaced: dict[str, str]) -> list[Problem]:
+@dataclass(frozen=True)
+class _DateRange:
+    first: date | None
+    last: date | None
+
+    def covers(self, name: str) -> bool:
+        """Without bounds every file; with bounds only files of ``date=`` partitions in range."""
+        if self.first is None and self.last is None:
+            return True
+        match = _DATE_PARTITION.search("/" + name)
+        if match is None:
+            return False
+        day = date.fromisoformat(match.group(1))
+        return (self.first is None or day >= self.first) and (self.last is None or day <= self.last)
+
+
+def _verify_files(data_dir: Path, files: LiveFiles, dates: _DateRange, stats: VerifyStats) -> list[Problem]:
     problems = []
-    for name, sha in sorted(live.items()):
-        path = data_dir / name
-        if not path.exists():
+    for name, sha in sorted(files.live.items()):
+        if not dates.covers(name):
+            continue
+        found = _hash_counted(data_dir / name, stats)
+        if found is None:
             problems.append(Problem("missing", "listed in the manifest, not on disk", file=name))
-        elif file_sha256(path) != sha:
+        elif found != sha:
             problems.append(Problem("modified", "SHA-256 differs from the manifest", file=name))
-    for name, sha in sorted(replaced.items()):
-        path = data_dir / name
-        if path.exists() and file_sha256(path) != sha:
+    for name, sha in sorted(files.replaced.items()):
+        if dates.covers(name) and _hash_counted(data_dir / name, stats) not in (None, sha):
             problems.append(Problem("modified", "replaced file (awaiting deletion) was changed", file=name))
+    for name, (_, kind, seq) in sorted(files.removed.items()):
+        if dates.covers(name) and (data_dir / name).exists():
+            problems.append(Problem("not_removed", f"the {kind} at seq {seq} removed it; it is still on disk",
+                                    seq, name))
     for path in sorted((data_dir / "parquet").glob("*/*/*.parquet")):
         name = path.relative_to(data_dir).as_posix()
-        if not SCHEMA_FILE_NAME.fullmatch(path.name) and name not in live and name not in replaced:
+        if SCHEMA_FILE_NAME.fullmatch(path.name) or not dates.covers(name):
+            continue
+        if name not in files.live and name not in files.replaced and name not in files.removed:
             problems.append(Problem("extra", "not listed in the manifest", file=name))
     return problems
+
+
+def _hash_counted(path: Path, stats: VerifyStats) -> str | None:
+    """The file's SHA-256, None if it is not there (a compaction may delete it as we look)."""
+    try:
+        size = path.stat().st_size
+        digest = file_sha256(path)
+    except FileNotFoundError:
+        return None
+    stats.files_checked += 1
+    stats.bytes_hashed += size
+    return digest

@@ -17,21 +17,44 @@ class _Section(BaseModel):
 class DriftConfig(_Section):
     reference_days: int = Field(14, ge=1, le=365, description="Length of the reference window, which ends where the current window starts.")
     current_days: int = Field(7, ge=1, le=90, description="Length of the current window, ending at the evaluation time.")
-    min_samples: int = Field(200, ge=10, description="Fewer records than this in either window: no verdict (`insufficient`).")
+    min_samples: int = Field(
+        1000, ge=10, description="Fewer records than this in either window: no verdict (`insufficient`). Below about "
+        "1,000, PSI over 10-20 bins reaches 0.1 from sampling noise alone (see the Drift section of the jobs README).")
     p_value: float = Field(0.01, gt=0, lt=0.5, description="Significance level of the chi-square, two-proportion and KS tests.")
     min_share_change: float = Field(
         0.05, ge=0, le=1, description="A label's share must also move by at least this much (absolute) to call label drift.")
     psi_minor: float = Field(0.1, gt=0, description="PSI at or above this is minor drift.")
     psi_major: float = Field(0.25, gt=0, description="PSI at or above this is major drift.")
     bins: int = Field(10, ge=2, le=50, description="Quantile bins of the reference window for score PSI.")
+    min_error_rate_change: float = Field(
+        0.005, ge=0, le=1, description="The error rate must also move by at least this much (absolute) to call drift.")
+    ks_sample: int = Field(
+        10_000, ge=1000, le=1_000_000,
+        description="KS tests and score bin edges use a uniform hash sample of about this many records per window side.")
+    version_lookback_days: int = Field(
+        90, ge=1, le=3650, description="A model version is new when it has no record in at least this many days "
+        "before its first one; it is then compared with the version it replaced.")
+
+    @model_validator(mode="after")
+    def _psi_levels_ordered(self) -> "DriftConfig":
+        if self.psi_major <= self.psi_minor:
+            raise ValueError(f"drift psi_major ({self.psi_major}) must be above psi_minor ({self.psi_minor})")
+        return self
 
 
 class AnomalyConfig(_Section):
-    baseline_days: int = Field(28, ge=7, le=180, description="History the robust baseline is computed from.")
+    baseline_days: int = Field(
+        28, ge=7, le=180, description="Days of history the baseline is taken from (same hour, weekdays vs weekends).")
     threshold_mads: float = Field(
-        4.0, gt=0, description="Flag a value further than this many scaled MADs from the weekday-aware median.")
+        4.0, gt=0, description="Flag a cost further than this many scaled MADs (1.4826 × MAD) from the median "
+        "of comparable past periods.")
+    min_spread_ratio: float = Field(
+        0.05, ge=0, le=1, description="The scaled MAD is at least this share of the median: a cost that never "
+        "varies has a MAD of 0, and without a floor every cent of change would be flagged.")
     min_cost_usd: float = Field(1.0, ge=0, description="Ignore keys whose expected and observed cost are both below this.")
-    min_history: int = Field(7, ge=3, description="Fewer comparable past periods than this: no verdict.")
+    min_history: int = Field(
+        7, ge=3, description="Fewer comparable past periods than this: no verdict (`insufficient`). 28 days hold "
+        "8 weekend days.")
 
 
 class JobsConfig(_Section):

@@ -5,12 +5,17 @@ allocation prices pool records before rollups and variance read costs.
 """
 from __future__ import annotations
 
+from warehouse.jobs.anomalies import ANOMALIES_JOB
 from warehouse.jobs.capacity import CAPACITY_JOB
+from warehouse.jobs.drift import DRIFT_JOB
+from warehouse.jobs.retries import RETRIES_JOB
+from warehouse.jobs.rollups import ROLLUPS_DAILY_JOB, ROLLUPS_JOB
 from warehouse.jobs.runner import Job
+from warehouse.jobs.variance import VARIANCE_JOB
 
 
 def all_jobs() -> list[Job]:
-    return [CAPACITY_JOB]
+    return [CAPACITY_JOB, ROLLUPS_JOB, ROLLUPS_DAILY_JOB, RETRIES_JOB, VARIANCE_JOB, DRIFT_JOB, ANOMALIES_JOB]
 
 
 def find_job(name: str) -> Job:

@@ -49,6 +49,8 @@ def with_window(fields: Iterable[tuple[str, pa.DataType]]) -> pa.Schema:
 
 def ensure_table(data_dir: Path, table: str, schema: pa.Schema) -> None:
     """Write the table's zero-row schema file when missing or different (a new column)."""
+    if not len(schema):
+        raise ValueError(f"result table {table!r} needs at least one column")
     path = table_dir(data_dir, table) / SCHEMA_FILE
     if path.exists() and pq.read_schema(path).equals(schema):
         return
@@ -153,7 +155,8 @@ def result_view_sql(data_dir: Path) -> list[tuple[str, str]]:
         return []
     views = []
     for directory in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isidentifier()):
-        if not (directory / SCHEMA_FILE).exists():
+        schema_file = directory / SCHEMA_FILE
+        if not schema_file.exists() or not len(pq.read_schema(schema_file)):  # a view needs columns
             continue
         glob = directory.resolve().as_posix()
         views.append((directory.name,

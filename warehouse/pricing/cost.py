@@ -33,9 +33,11 @@ COST_SCHEMA = pa.schema([
     ("cost_source", pa.string()),
     ("price_ref", pa.string()),
 ])
-SOURCES = ("reported", "computed", "capacity", "unpriced")
+HUMAN_REVIEW = "human_review"  # cost_source of a review span priced by the reviewer-hour setting
+SOURCES = ("reported", "computed", "capacity", "unpriced", HUMAN_REVIEW)
 REPORTED, COMPUTED, CAPACITY, UNPRICED = range(4)
 APP_CACHE_REF = "inferledger:app-cache"  # an application cache answered: no provider call, cost 0
+REVIEWER_HOUR_SETTING = "pricing.reviewer_hour_usd"
 _EPOCH_DAY = date(1970, 1, 1)
 
 
@@ -46,6 +48,7 @@ class PricingDefaults:
     tier: str = "standard"
     tier_by_tenant: Mapping[str, str] = field(default_factory=dict)
     tier_by_feature: Mapping[str, str] = field(default_factory=dict)
+    reviewer_hour_usd: float | None = None  # human review spans: None leaves them unpriced
 
 
 def price_table(table: pa.Table, book: PriceBook, defaults: PricingDefaults = PricingDefaults()) -> pa.Table:
@@ -82,7 +85,31 @@ def compute_costs(table: pa.Table, book: PriceBook, defaults: PricingDefaults = 
     if pc.any(arrays.time_dependent.take(numbers)).as_py():
         group, numbers, arrays = _split_by_time_of_day(table, book, registry, arrays, group, key_values, numbers)
     quote = numbers.take(group)
-    return _assemble(table, quote, arrays, _computed(table, quote, arrays))
+    return _price_reviews(table, _assemble(table, quote, arrays, _computed(table, quote, arrays)),
+                          defaults.reviewer_hour_usd)
+
+
+def _price_reviews(table: pa.Table, costs: pa.Table, reviewer_hour_usd: float | None) -> pa.Table:
+    """Human review spans (operation ``review``) cost their reviewer's time, not tokens:
+    review_duration_s / 3600 x ``reviewer_hour_usd``, with ``cost_source = human_review`` and
+    ``price_ref = config:pricing.reviewer_hour_usd=<value>``. Unconfigured, or without a
+    duration, a review is unpriced. A cost reported on the span still wins."""
+    if "review_duration_s" not in table.column_names or "operation" not in table.column_names:
+        return costs
+    review = pc.fill_null(pc.equal(table["operation"], pa.scalar("review", pa.string())), False)
+    if not pc.any(review).as_py():
+        return costs
+    hourly = _f64(reviewer_hour_usd)
+    computed = pc.multiply(pc.divide(pc.cast(table["review_duration_s"], pa.float64()), _f64(3600.0)), hourly)
+    reported = table["reported_cost_usd"]
+    source = pc.if_else(pc.is_valid(reported), pa.scalar("reported"), pc.if_else(
+        pc.is_valid(computed), pa.scalar(HUMAN_REVIEW), pa.scalar("unpriced")))
+    ref = pa.scalar(f"config:{REVIEWER_HOUR_SETTING}={reviewer_hour_usd:g}" if reviewer_hour_usd else None,
+                    pa.string())
+    ref = pc.if_else(pc.is_valid(computed), ref, _NO_REF)
+    review_costs = [pc.coalesce(reported, computed), computed, source, ref]
+    return pa.table([pc.if_else(review, new, old) for new, old in zip(review_costs, costs.columns)],
+                    schema=COST_SCHEMA)
 
 
 def resolve_tiers(table: pa.Table, defaults: PricingDefaults) -> pa.ChunkedArray:

@@ -56,7 +56,8 @@ DIFF_COLUMNS = ["day", "provider", "model", "requests", "changed", "before_usd",
 READ_COLUMNS = ["trace_id", "span_id", "start_time", "ingest_time", "duration_ms", "tenant", "feature", "provider",
                 "request_model", "response_model", "input_tokens", "output_tokens", "cache_read_tokens",
                 "cache_write_tokens", "reasoning_tokens", "pricing_tier", "compute_pool", "cache_hit",
-                "reported_cost_usd", "cost_usd", "cost_source", "price_ref"]
+                "reported_cost_usd", "cost_usd", "cost_source", "price_ref",
+                "operation", "review_duration_s"]  # human reviews are priced by time
 _VERSION_FILE = re.compile(r"^cost-v(\d+)-")  # "v<n>-" alone is the storage layer's schema-version prefix
 DAYS_IN_PARALLEL = 2  # days are independent; two in flight keep both cores busy with bounded memory
 

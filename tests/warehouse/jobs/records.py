@@ -51,3 +51,39 @@ def land_records(data_dir: Path, rows: list[dict]) -> None:
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def land_http_attempts(data_dir: Path, rows: list[dict]) -> None:
+    """Land ``rows`` (dicts of HTTP_ATTEMPT_SCHEMA columns) as the ``http_attempts`` dataset, as the server would."""
+    from warehouse.record import HTTP_ATTEMPT_SCHEMA
+
+    _land_dataset(Path(data_dir), "http_attempts", to_batch(rows, HTTP_ATTEMPT_SCHEMA))
+
+
+def http_attempt(parent: dict, start_time: datetime, status_code: int | None, resend_count: int = 0,
+                 **fields) -> dict:
+    """One HTTP client span under the inference record ``parent`` (same trace), with a unique span id."""
+    number = next(_counter)
+    values = {"trace_id": parent["trace_id"], "span_id": f"{number:016x}", "parent_span_id": parent["span_id"],
+              "start_time": start_time, "ingest_time": start_time, "duration_ms": 50.0,
+              "status_code": status_code, "resend_count": resend_count}
+    values.update(fields)
+    return values
+
+
+def _land_dataset(data_dir: Path, dataset: str, batch) -> None:
+    wal = WriteAheadLog(data_dir / "wal", fsync=False)
+    wal.open()
+    try:
+        wal.append(dataset, batch).result()
+        wal.flush().result()
+        manifest = Manifest(manifest_path(data_dir), fsync=False)
+        try:
+            (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
+            lander = Lander(data_dir, wal, manifest, fsync=False)
+            for path in wal.sealed_files():
+                lander.land_file(path)
+        finally:
+            manifest.close()
+    finally:
+        wal.close()
