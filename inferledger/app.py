@@ -32,6 +32,7 @@ from inferledger.api import ApiServices, api_services, mount_api
 from inferledger.auth import AuthSetupError, ingest_authenticator
 from inferledger.config import Config, subject_key
 from alerts import run_alerts
+from reports.weekly_email import send_weekly_report
 from inferledger.health import HealthRecorder
 from warehouse.retention import apply_retention
 from warehouse.signing import SigningKeyError, configured_private_key, sign_head
@@ -239,7 +240,9 @@ def add_tasks(pipeline: Pipeline) -> None:
 
     * collector health into ``job_metrics`` every minute;
     * alert evaluation every minute too: a pending alert must fire once its ``for``
-      has passed even when no job runs, and a queued notification is retried.
+      has passed even when no job runs, and a queued notification is retried;
+    * retention daily, the weekly report on its schedule (in the report's time zone),
+      and signing the chain head when a signing key is configured.
     """
     data_dir, config = Path(pipeline.config.data_dir), pipeline.config
     health = HealthRecorder(data_dir, pipeline.receiver.metrics.registry)
@@ -249,6 +252,9 @@ def add_tasks(pipeline: Pipeline) -> None:
     add_task(pipeline.scheduler, "retention",
              lambda: apply_retention(data_dir, config.audit.retention_policy(), datetime.now(UTC).date(), manifest,
                                      actor="scheduler"), "40 0 * * *", run_at_start=True)
+    if config.reports.weekly_enabled:
+        add_task(pipeline.scheduler, "weekly_report", lambda: send_weekly_report(data_dir, config),
+                 config.reports.weekly_schedule, timezone=config.reports.timezone)
     if pipeline.signing_key is not None:
         add_task(pipeline.scheduler, "sign_chain_head", lambda: sign_head(data_dir, pipeline.signing_key, manifest),
                  IntervalTrigger(minutes=config.audit.signing_interval_minutes), run_at_start=True)

@@ -130,53 +130,70 @@ def demo(
     days: int = typer.Option(35, "--days", help="Days of traffic to generate (fast-forwarded)."),
     no_serve: bool = typer.Option(False, "--no-serve", help="Exit when the demo is done instead of serving."),
 ) -> None:
-    """Start the pipeline on a local data directory and play weeks of example traffic through it.
+    """Start the pipeline on a local data directory and play five weeks of example traffic through it.
 
     Three example services (fraud screening, a support assistant, trading signals) send
-    their spans with the real OpenTelemetry SDK; then a summary is printed and the server
-    keeps running so you can query it and point your own services at it.
+    their spans with the real OpenTelemetry SDK; then every job runs, alerts go to a local
+    mailbox directory (one .eml per message), the weekly email and an audit report are
+    written, a summary with the paths is printed, and the server keeps running with the
+    dashboard (or exits with --no-serve).
     """
     import time
-
-    from rich.progress import Progress
-
     from datetime import datetime, timedelta, timezone
 
-    from inferledger.app import RunningServer, StartupError, price_book
-    from inferledger.auth import startup_notice
-    from inferledger.demo import SERVICES, play_traffic, write_demo_prices
-    from warehouse.catalog import query as run_query
-    from warehouse.pricing import allocate_capacity
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    config = _load(config_path, data_dir=data_dir, server__http_port=http_port, server__grpc_port=grpc_port)
-    if config.pricing.price_file is None:
-        config.pricing.price_file = write_demo_prices(Path(config.data_dir))
+    from alerts import run_alerts
+    from inferledger import demo as demo_stages
+    from inferledger.app import RunningServer, StartupError
+    from warehouse.catalog import query as run_query
+    from warehouse.jobs.registry import all_jobs
+
+    config = demo_stages.configure(_load(config_path, data_dir=data_dir, server__http_port=http_port,
+                                         server__grpc_port=grpc_port, jobs__enabled=False))
     try:
         server = RunningServer(config).__enter__()
     except StartupError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(startup_notice(server.pipeline.api.gate, config.server.host))
+    columns = (TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(console=console) as progress:
-            task = progress.add_task("sending demo traffic", total=days * len(SERVICES))
-            sent = play_traffic(server.http_url, days=days, progress=lambda n: progress.advance(task, n))
-        server.pipeline.storage.flush(timeout=60)
-        today = datetime.now(timezone.utc).date()
-        allocate_capacity(server.data_dir, price_book(config), today - timedelta(days=days + 1), today,
-                          manifest=server.pipeline.storage.manifest)
+        with Progress(*columns, console=console) as progress:
+            traffic = progress.add_task("sending traffic (days)", total=days * len(demo_stages.SERVICES))
+            sent = demo_stages.play_traffic(server.http_url, days=days, progress=lambda n: progress.advance(traffic, n))
+            server.pipeline.storage.flush(timeout=60)
+            end = datetime.now(timezone.utc)
+            jobs = progress.add_task("running jobs", total=len(all_jobs()))
+            runs = demo_stages.run_jobs(config, server.pipeline.book, server.pipeline.storage.manifest,
+                                        end - timedelta(days=days + 1), end, lambda n: progress.advance(jobs, n))
+            stage = progress.add_task("alerts and reports", total=2)
+            alerts = run_alerts(server.data_dir, config)
+            progress.advance(stage)
+            paths = demo_stages.write_reports(config, end)
+            progress.advance(stage)
+        failed = [run for run in runs if run.status != "ok"]
+        for run in failed:
+            console.print(f"[red]job {run.job} failed:[/red] {(run.error or '').splitlines()[0]}")
         summary = run_query(server.data_dir, DEMO_SUMMARY_SQL)
         console.print(f"sent {sent:,} requests; the warehouse now holds:")
         Console().print(_to_rich_table(summary.column_names, summary.to_pylist()))
-        console.print(f"data directory: {server.data_dir}")
-        console.print(f'try: inferledger query --data-dir {server.data_dir} "select * from inferences limit 5"')
+        mails = sorted(Path(config.smtp.mailbox_dir).glob("*.eml")) if config.smtp.mailbox_dir else []
+        console.print(f"alerts: {len(mails)} message(s) in {config.smtp.mailbox_dir} (alerts and the weekly email)"
+                      + (f"; {alerts.error}" if alerts.error else ""))
+        for name, path in {"data directory": server.data_dir, **paths}.items():
+            console.print(f"  {name:<20} {path}")
+        console.print(f"  {'dashboard':<20} {server.http_url}/dashboard")
+        console.print(f'try: inferledger query --data-dir {server.data_dir} "select * from budget_variance limit 5"')
         if not no_serve:
-            console.print(f"serving on {server.http_url} (OTLP/HTTP) and {server.grpc_target} (gRPC); Ctrl-C stops")
+            console.print(f"serving on {server.http_url} (OTLP/HTTP, dashboard, API) and {server.grpc_target} "
+                          "(gRPC); Ctrl-C stops")
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+        if failed:
+            raise typer.Exit(1)
     finally:
         server.__exit__(None, None, None)
 

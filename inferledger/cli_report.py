@@ -28,7 +28,8 @@ def weekly(
         None, "--week", help="ISO week, e.g. 2026-W47 (UTC). Default: the last complete week."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Write the email as an .eml file (a FILE.eml, or a directory for weekly-<week>.eml)."),
-    send: bool = typer.Option(False, "--send", help="Send it over SMTP ([smtp]) to reports.recipients (else smtp.recipients)."),
+    send: bool = typer.Option(
+        False, "--send", help="Send it over SMTP ([smtp]) to reports.recipients (else smtp.recipients)."),
     config_path: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML configuration file."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", "-d", help="Data directory (overrides the configuration)."),
 ) -> None:
@@ -81,7 +82,8 @@ def _deliver(smtp, message, recipients: list[str]) -> None:
 def audit(
     date_from: str = typer.Option(..., "--from", help="First day of the period (YYYY-MM-DD, UTC, inclusive)."),
     date_to: str = typer.Option(..., "--to", help="Last day of the period (YYYY-MM-DD, UTC, inclusive)."),
-    out: Path = typer.Option(..., "--out", help="Directory for report.html, report.pdf, decisions.parquet/.csv, evidence.json."),
+    out: Path = typer.Option(
+        ..., "--out", help="Directory for report.html, report.pdf, decisions.parquet/.csv, evidence.json."),
     system: Optional[str] = typer.Option(None, "--system", help="Only this system (service name); default all."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed of the random sample (default reports.audit_seed)."),
     config_path: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML configuration file."),

@@ -227,3 +227,82 @@ def play_traffic(endpoint: str, days: int = 35, seed: int = 7, scale: float = 1.
                 progress(1)
         provider.shutdown()
     return sent
+
+
+# --- the stages after the traffic: jobs, alerts, reports -------------------------------------------
+
+REVIEWER_HOUR_USD = 48.0
+
+
+def configure(config, today: date | None = None):
+    """The demo's settings where the configuration leaves them open.
+
+    Prices (the GPU pool and a mid-period price change), a reviewer-hour cost, budgets
+    that the traffic overshoots (the fraud team budgeted $0.02 per screening), and a
+    local mailbox directory for alerts and the weekly email (one .eml per message).
+    """
+    from warehouse.jobs.config import BudgetConfig
+
+    data_dir = Path(config.data_dir)
+    if config.pricing.price_file is None:
+        config.pricing.price_file = write_demo_prices(data_dir, today)
+    if config.pricing.reviewer_hour_usd is None:
+        config.pricing.reviewer_hour_usd = REVIEWER_HOUR_USD
+    if not config.budgets:
+        config.budgets = [
+            BudgetConfig(name="all-inference", period="month", amount_usd=2800.0),
+            BudgetConfig(name="fraud-screening", service="fraud-screening", period="month", amount_usd=2900.0,
+                         unit_cost_usd=0.02, unit="decision"),
+            BudgetConfig(name="support-weekly", service="support-assistant", period="week", amount_usd=5.0),
+        ]
+    if not config.smtp.configured:
+        config.smtp.mailbox_dir = data_dir / "mailbox"
+        config.smtp.recipients = ["finance-lead@example.com", "platform-oncall@example.com"]
+    return config
+
+
+HOURLY_DAYS = 8  # hourly jobs cover the last days only: the dashboard's hourly views and the anomaly checks
+
+
+def run_jobs(config, book, manifest, start: datetime, end: datetime, advance=None) -> list:
+    """Every job of the registry over the demo period, in order; returns the run records.
+
+    Daily and weekly jobs cover the whole period; hourly jobs the last ``HOURLY_DAYS``
+    (the anomaly baseline reads older days from the records themselves), which keeps
+    the demo well under two minutes.
+    """
+    from inferledger.scheduler import JobEnvironment
+    from warehouse.jobs.registry import all_jobs
+    from warehouse.jobs.runner import run_job, windows_between
+
+    environment = JobEnvironment(Path(config.data_dir), config, book, manifest)
+    records = []
+    for job in all_jobs():
+        context = environment.context(end)
+        first = max(start, end - timedelta(days=HOURLY_DAYS)) if job.granularity == "hour" else start
+        records.append(run_job(job, context, windows_between(job.granularity, first, end), trigger="demo"))
+        if advance:
+            advance(1)
+    return records
+
+
+def write_reports(config, end: datetime) -> dict[str, Path]:
+    """The weekly email of the last complete week (also delivered to the mailbox) and an audit report."""
+    from alerts.email import send_message
+    from reports.audit_files import write_audit
+    from reports.decisions import Scope
+    from reports.weekly import IsoWeek, build_weekly
+    from reports.weekly_email import build_message, recipients_for, write_message
+
+    data_dir = Path(config.data_dir)
+    out = data_dir / "reports"
+    week = IsoWeek.last_complete(end)
+    report = build_weekly(data_dir, config.reports, list(config.budgets), week, end)
+    message = build_message(report, config.reports, recipients_for(config.reports, config.smtp))
+    weekly = write_message(message, out, week)
+    send_message(config.smtp, message)
+    audit_dir = out / f"audit-{(end - timedelta(days=30)).date()}-{end.date()}"
+    scope = Scope((end - timedelta(days=30)).date(), (end - timedelta(days=1)).date(), "fraud-screening")
+    write_audit(data_dir, scope, config.reports, audit_dir)
+    return {"weekly email": weekly, "audit report": audit_dir / "report.html",
+            "audit report (PDF)": audit_dir / "report.pdf", "decision export": audit_dir / "decisions.parquet"}

@@ -11,11 +11,11 @@ application cannot reach that span; ``inference_attributes`` (with the SDK span
 processor from ``span_processor()``) puts keys and attempt numbers on it as it starts.
 
 Only the OpenTelemetry *API* is imported (``span_processor`` imports the SDK when
-called), so a library can depend on this module without choosing an SDK or exporter. Like the OTel API itself, nothing here
-raises on bad values at run time: an unusable value is skipped with a warning,
-so instrumentation never breaks the request it observes. Every function works on
-the current span unless ``span=`` names another; on a non-recording span (no SDK
-configured, or not sampled) it does nothing.
+called), so a library can depend on this module without choosing an SDK or exporter.
+Like the OTel API itself, nothing here raises on bad values at run time: an unusable
+value is skipped with a warning, so instrumentation never breaks the request it
+observes. Every function works on the current span unless ``span=`` names another; on a
+non-recording span (no SDK configured, or not sampled) it does nothing.
 
     from inferledger.instrumentation import record_decision, set_cost_keys
 

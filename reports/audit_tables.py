@@ -24,7 +24,7 @@ class TextTable:
         return [dict(zip(self.headers, row)) for row in self.rows]
 
 
-def inventory(report: AuditReport, symbol: str = "$") -> TextTable:
+def inventory(report: AuditReport) -> TextTable:
     rows = [[cell(r["model"]), cell(r["model_version"]), cell(r["providers"]), cell(r["systems"]),
              timestamp(r["first_seen"]), timestamp(r["last_seen"]), count(r["records"]), count(r["decisions"]),
              r["owner"] or "not in the configured inventory", r["purpose"] or "—"] for r in report.inventory]
@@ -58,7 +58,8 @@ def reconciliation(report: AuditReport) -> TextTable:
 
 def sample(report: AuditReport, symbol: str = "$") -> TextTable:
     rows = [[str(i), timestamp(r["start_time"]), f"{r['trace_id']} {r['span_id']}", cell(r["service_name"]),
-             f"{cell(r['model'])} {cell(r['model_version'])}", f"{cell(r['input_hash'])} ({cell(r['input_hash_basis'])})",
+             f"{cell(r['model'])} {cell(r['model_version'])}",
+             f"{cell(r['input_hash'])} ({cell(r['input_hash_basis'])})",
              cell(r["decision_label"]), number(r["decision_score"]), cell(r["decision_reasons"]), cell(r["attempt"]),
              f"{count(r['input_tokens'])} / {count(r['output_tokens'])}",
              f"{unit_money(r['cost_usd'], symbol)} ({cell(r['cost_source'])})"]
@@ -70,5 +71,5 @@ def sample(report: AuditReport, symbol: str = "$") -> TextTable:
 
 
 def key_tables(report: AuditReport, symbol: str = "$") -> list[TextTable]:
-    return [inventory(report, symbol), outcomes(report), pivot("Decisions by model version", report.by_version),
+    return [inventory(report), outcomes(report), pivot("Decisions by model version", report.by_version),
             pivot("Decisions by day", report.by_day), reconciliation(report), sample(report, symbol)]

@@ -161,8 +161,9 @@ def reconcile(days: list[date], facts: ManifestFacts, in_view: dict[date, int]) 
         view_dedup = counts.live_rows - viewed
         residual = counts.landed - viewed - counts.compaction_dropped - view_dedup - counts.retention_removed \
             - counts.erasure_changed
+        note = _note(counts, viewed, view_dedup, residual)
         result.append(DayReconciliation(day, counts.landed, viewed, counts.compaction_dropped, view_dedup,
-                                        counts.retention_removed, residual, _note(counts, viewed, view_dedup, residual)))
+                                        counts.retention_removed, residual, note))
     return result
 
 
@@ -208,7 +209,8 @@ def check_chain(data_dir: Path, first: date, last: date) -> ChainCheck:
                       stats.bytes_hashed, report.heads_checked, [str(problem) for problem in report.problems])
 
 
-def empty_ranges(present: set[datetime], start: datetime, end: datetime, step: timedelta) -> list[tuple[datetime, datetime]]:
+def empty_ranges(present: set[datetime], start: datetime, end: datetime,
+                 step: timedelta) -> list[tuple[datetime, datetime]]:
     """Maximal runs of ``step``-sized slots in [start, end) with no record, as (first, end) pairs."""
     ranges, run_start, slot = [], None, start
     while slot < end:

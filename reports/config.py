@@ -43,7 +43,7 @@ class ReportsConfig(_Section):
         "(`weekly.html.j2`, `weekly.txt.j2`, `audit.html.j2`; see reports/README.md).")
     headline_budget: str | None = Field(
         None, description="Budget (`[[budgets]]` name) the email's subject compares the week's spend with; "
-        "unset = the first budget with an amount and no scope (all traffic). None: the subject compares with last week.")
+        "unset = the first budget with an amount and no scope (all traffic). Without one it compares with last week.")
     currency_symbol: str = Field("$", max_length=4, description="Symbol put before amounts (amounts are always USD).")
     currency_decimals: int = Field(2, ge=0, le=4, description="Decimals of exact amounts in tables (headlines round to k/M).")
     top_movers: int = Field(5, ge=1, le=50, description="Rows per top-movers table (service, model, tenant).")

@@ -28,12 +28,12 @@ class EventSource:
 
 
 SOURCES = (
-    EventSource("Drift verdicts", "drift", ("window_end", "computed_at"),
-                ("window_end", "service", "model", "model_version", "test", "metric", "statistic", "value",
-                 "p_value", "verdict"),
+    EventSource("Drift verdicts", "drift", ("evaluated_at", "window_end"),
+                ("evaluated_at", "service", "model", "model_version", "reference_version", "feature", "test",
+                 "statistic", "p_value", "effect", "verdict"),
                 flagged="verdict NOT IN ('none', 'insufficient')", system_column="service",
-                explanation="Comparisons of the current window against the reference window; listed: "
-                "verdicts other than `none` and `insufficient`."),
+                explanation="Comparisons of the current window against the reference window (and of a new model "
+                "version against the one it replaced); listed: verdicts other than none and insufficient."),
     EventSource("Alerts", "alert_events", ("event_time",),
                 ("event_time", "rule", "severity", "event", "from_state", "to_state", "metric", "labels", "value",
                  "reason"),
@@ -41,7 +41,7 @@ SOURCES = (
     EventSource("Repricings", "repricings", ("repriced_at",),
                 ("repriced_at", "cost_version", "kind", "actor", "reason", "date_from", "date_to", "records",
                  "changed", "total_before_usd", "total_after_usd"),
-                explanation="New cost versions written by `inferledger reprice` or capacity allocation."),
+                explanation="New cost versions written by inferledger reprice or by capacity allocation."),
     EventSource("Erasures", "erasures", ("erased_at",),
                 ("erased_at", "erasure_id", "actor", "reason", "subject_hash", "rows_affected", "files"),
                 explanation="Personal data erased on request; the subject appears only as a hash."),
@@ -54,6 +54,8 @@ SOURCES = (
 
 @dataclass
 class EventSection:
+    """One kind of event: ``total`` in the period, ``listed_total`` of them listable, ``rows`` the first ones."""
+
     title: str
     view: str
     explanation: str
@@ -61,12 +63,11 @@ class EventSection:
     total: int
     columns: list[str]
     rows: list[dict]
+    listed_total: int = 0
 
     @property
     def truncated(self) -> bool:
         return len(self.rows) < self.listed_total
-
-    listed_total: int = 0
 
 
 def read_events(warehouse: Warehouse, scope: Scope, sources=SOURCES) -> list[EventSection]:

@@ -119,7 +119,8 @@ def text_table(rows: list[list[str]], indent: int = 2) -> str:
     numeric = [all(_looks_numeric(row[i]) for row in cells[1:]) and len(cells) > 1 for i in range(len(widths))]
     lines = []
     for row in cells:
-        parts = [value.rjust(width) if right else value.ljust(width) for value, width, right in zip(row, widths, numeric)]
+        parts = [value.rjust(width) if right else value.ljust(width)
+                 for value, width, right in zip(row, widths, numeric)]
         lines.append(" " * indent + "  ".join(parts).rstrip())
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from fpdf.enums import TableCellFillMode, XPos, YPos
 
 from reports.audit import AuditReport
 from reports.audit_tables import TextTable, key_tables
-from reports.formatting import cell, count, timestamp
+from reports.formatting import cell, count, money, timestamp
 
 FONT, MONO = "DejaVu", "DejaVuMono"
 HEADING_FILL = (240, 244, 248)
@@ -137,8 +137,6 @@ def write_pdf(report: AuditReport, path: Path, title: str, input_hash_doc: str, 
 
 
 def _scope(pdf: AuditPdf, report: AuditReport, export: dict, symbol: str) -> None:
-    from reports.formatting import money
-
     totals = report.totals
     pdf.heading("1. Scope and period")
     pdf.key_values([
@@ -159,7 +157,8 @@ def _method(pdf: AuditPdf, report: AuditReport, input_hash_doc: str, sample_doc:
                   f"run by {report.tool_version} on a read-only, "
                   "in-memory DuckDB connection over the warehouse's Parquet files (view inferences: one row per span, "
                   "latest cost version). The manifest's hash chain was verified with inferledger verify's checks "
-                  "for the period. The queries, the chain head and the export files' SHA-256 are also in evidence.json.")
+                  "for the period. The queries, the chain head and the export files' SHA-256 are also in "
+                  "evidence.json.")
     pdf.heading("Input hash", 2)
     pdf.paragraph(input_hash_doc)
     pdf.heading("Random sample", 2)

@@ -3,7 +3,8 @@
 Reading the ``inferences`` view costs its deduplication (a window over every
 record of the period), which dominates everything else a report does with
 millions of records. So the audit reads it exactly once, as a stream of Arrow
-batches (``reports.decisions.population_select``), and each batch feeds:
+batches (``reports.decisions.population_select``, one query per day), and each
+batch feeds:
 
 * the export: the decisions in scope, appended to ``decisions.parquet`` and
   ``decisions.csv`` by Arrow's C++ writers (the read-only connection refuses
@@ -17,6 +18,7 @@ batches (``reports.decisions.population_select``), and each batch feeds:
 """
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -48,24 +50,33 @@ class Population:
 
 def read_population(warehouse: Warehouse, scope: Scope, seed: int, sample_size: int,
                     export_to: tuple[Path, Path] | None = None) -> Population:
-    """Stream the period once; write the export when ``export_to`` = (parquet path, csv path)."""
-    sql, params = population_select(scope, seed)
-    reader = warehouse.reader(
-        "every record of the period, one pass: decisions in scope to the export and the sample, "
-        "all records to the hourly aggregates", sql, params)
+    """Stream the period day by day; write the export when ``export_to`` = (parquet path, csv path).
+
+    One query per UTC day: the view's deduplication partitions by day, so a day's
+    query holds only that day's rows in memory (no spilling at millions of records),
+    and the export comes out in day order.
+    """
+    sql, params = population_select(Scope(scope.date_from, scope.date_from, scope.system), seed)
+    warehouse.log("every record of the period, one pass: decisions in scope to the export and the sample, all "
+                  f"records to the hourly aggregates (run once per UTC day, {scope.date_from} to {scope.date_to}; "
+                  "parameters of the first day shown)", sql, params)
+    readers = (warehouse.reader(None, sql, population_select(Scope(day, day, scope.system), seed)[1])
+               for day in scope.days)
+    first = next(readers)
     population, candidates = Population(), []
-    with _Export(export_to, reader.schema) as export:
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
-            population.partials.append(_partial_groups(table))
-            decisions = table.filter(table["in_population"])
-            if decisions.num_rows:
-                export.write(decisions.select(EXPORTED))
-                candidates.append(_smallest(decisions, sample_size))
-                population.rows += decisions.num_rows
+    with _Export(export_to, first.schema) as export:
+        for reader in itertools.chain([first], readers):
+            for batch in reader:
+                table = pa.Table.from_batches([batch])
+                population.partials.append(_partial_groups(table))
+                decisions = table.filter(table["in_population"])
+                if decisions.num_rows:
+                    export.write(decisions.select(EXPORTED))
+                    candidates.append(_smallest(decisions, sample_size))
+                    population.rows += decisions.num_rows
     if candidates:
         population.sample = _smallest(pa.concat_tables(candidates), sample_size).select(EXPORTED).to_pylist()
-    _store_hours(warehouse, population.partials, reader.schema)
+    _store_hours(warehouse, population.partials, first.schema)
     return population
 
 

@@ -45,7 +45,7 @@ class Warehouse:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
-        spill = self.data_dir / "tmp" / "duckdb"  # the deduplicating window may spill millions of rows
+        spill = self.data_dir / "spill" / "reports"  # the deduplicating window may spill millions of rows
         spill.mkdir(parents=True, exist_ok=True)
         self.con = connect(self.data_dir, settings={**QUERY_SETTINGS, "temp_directory": spill.resolve().as_posix()})
         self._views = {row[0] for row in self.con.execute(
@@ -85,10 +85,14 @@ class Warehouse:
         self.con.execute(_dedent(sql), list(params) or None)
         self.queries.append(LoggedQuery(purpose, _dedent(sql), tuple(params), 0))
 
-    def reader(self, purpose: str, sql: str, params: Sequence[Any] = (), batch_rows: int = 65_536):
-        """Stream a large result as Arrow record batches (exports)."""
-        self.queries.append(LoggedQuery(purpose, _dedent(sql), tuple(params), -1))
+    def reader(self, purpose: str | None, sql: str, params: Sequence[Any] = (), batch_rows: int = 65_536):
+        """Stream a large result as Arrow record batches; ``purpose`` None: the caller logs it (see ``log``)."""
+        if purpose is not None:
+            self.log(purpose, sql, params)
         return self.con.sql(_dedent(sql), params=list(params) or None).to_arrow_reader(batch_rows)
+
+    def log(self, purpose: str, sql: str, params: Sequence[Any] = (), rows: int = -1) -> None:
+        self.queries.append(LoggedQuery(purpose, _dedent(sql), tuple(params), rows))
 
 
 def _dedent(sql: str) -> str:

@@ -178,7 +178,8 @@ def _unpriced(warehouse: Warehouse, week: IsoWeek) -> dict:
         FROM weekly_facts WHERE unpriced_requests > 0 AND day BETWEEN ? AND ?
         GROUP BY ALL ORDER BY requests DESC, provider, model LIMIT 10""", _week_filter(week))
     totals = warehouse.one("unpriced share of the week's requests", """
-        SELECT coalesce(sum(unpriced_requests), 0)::BIGINT AS requests, coalesce(sum(requests), 0)::BIGINT AS all_requests
+        SELECT coalesce(sum(unpriced_requests), 0)::BIGINT AS requests,
+               coalesce(sum(requests), 0)::BIGINT AS all_requests
         FROM weekly_facts WHERE day BETWEEN ? AND ?""", _week_filter(week))
     share = totals["requests"] / totals["all_requests"] if totals.get("all_requests") else None
     return {"requests": totals.get("requests", 0), "share": share, "models": models}

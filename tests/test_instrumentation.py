@@ -115,7 +115,8 @@ def test_bad_values_are_skipped_with_a_warning_never_raised(collector, tracer, c
     assert (row["review_outcome"], row["review_override"], row["review_duration_s"]) == ("approve", None, None)
     assert row["tenant"] == "12"  # numbers are accepted as text
     messages = " | ".join(record.getMessage() for record in caplog.records)
-    for fragment in ("score must be a finite number", "subject_id must be a string", "attempt must be a non-negative int",
+    for fragment in ("score must be a finite number", "subject_id must be a string",
+                     "attempt must be a non-negative int",
                      "retry_of needs a valid span", "override must be a bool", "duration_s must be a finite number"):
         assert fragment in messages
 
@@ -148,7 +149,8 @@ def test_app_level_retries_reach_the_spans_an_instrumentation_creates(collector,
     instrumentor.instrument(tracer_provider=provider)
     key = f"answer-{instrumentation}"
     try:
-        with FakeOpenAI() as server, openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0) as client:
+        with FakeOpenAI() as server, openai.OpenAI(base_url=server.base_url, api_key="sk-test",
+                                                   max_retries=0) as client:
             server.fail_next(1, status=429)
             for attempt in range(3):
                 with inference_attributes(request_key=key, attempt=attempt, tenant="acme", feature="support"):

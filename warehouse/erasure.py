@@ -56,7 +56,7 @@ ERASED = "[erased]"
 ERASED_ATTRIBUTES = '{"inferledger.erased":true}'
 PERSON_COLUMNS = ("subject_id", "user_id")  # the row is about the person
 CLEARED_FOR_PERSON = (("conversation_id", None), ("attributes", ERASED_ATTRIBUTES))
-NOT_SCANNED = {"wal", "tmp", "keys"}  # the write-ahead log is waited for instead
+NOT_SCANNED = {"wal", "tmp", "spill", "keys"}  # the write-ahead log is waited for instead
 # Files other processes append to through an open descriptor: a rewrite would lose their appends
 # (and the manifest is a chain). Searched only; a hit is reported as not erased.
 SEARCH_ONLY = {"manifest", "access_log"}

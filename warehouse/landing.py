@@ -256,7 +256,8 @@ class Lander:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         for leftover in self.tmp_dir.iterdir():
-            leftover.unlink()
+            if leftover.is_file():  # half-written files of a crash; directories belong to no writer here
+                leftover.unlink()
         if landed.wal_id is None:
             return
         newest = wal_id_number(landed.wal_id)

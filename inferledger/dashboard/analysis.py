@@ -65,12 +65,14 @@ def savings(wh, first: datetime, last: datetime) -> dict:
         return {"rows": [], "total": None}
     rows = wh.rows("savings", """
         SELECT scope, service, model, sum(cached_requests)::BIGINT AS cached_requests,
-               sum(cache_read_tokens)::BIGINT AS cache_read_tokens, sum(cache_read_savings_usd) AS cache_read_savings_usd,
+               sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
+               sum(cache_read_savings_usd) AS cache_read_savings_usd,
                sum(cache_write_premium_usd) AS cache_write_premium_usd, sum(cache_savings_usd) AS cache_savings_usd,
                sum(tier_requests)::BIGINT AS tier_requests, sum(batch_savings_usd) AS batch_savings_usd,
                sum(unpriced_requests)::BIGINT AS unpriced_requests, string_agg(DISTINCT reason, '; ') AS reason
         FROM savings WHERE window_start BETWEEN ? AND ? GROUP BY ALL
-        ORDER BY scope, coalesce(sum(cache_savings_usd), 0) + coalesce(sum(batch_savings_usd), 0) DESC, service, model""",
+        ORDER BY scope, coalesce(sum(cache_savings_usd), 0) + coalesce(sum(batch_savings_usd), 0) DESC,
+                 service, model""",
         [first, last])
     total = next((r for r in rows if r["scope"] == "all"), None)
     detail = [r for r in rows if r["scope"] != "all" and (r["cached_requests"] or r["tier_requests"])]

@@ -37,7 +37,8 @@ def overview_page(request) -> dict:
         return {**context, "has_data": False, "has_table": False}
     rows = wh.rows("cost by key and window", f"""
         SELECT window_start, service, provider, model, sum(requests)::BIGINT AS requests, sum(errors)::BIGINT AS errors,
-               sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens, sum(cost_usd) AS cost_usd,
+               sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+               sum(cost_usd) AS cost_usd,
                sum(unpriced_requests)::BIGINT AS unpriced_requests
         FROM {table} WHERE window_start >= ? GROUP BY ALL ORDER BY window_start""", [start])
     if not rows:
@@ -129,8 +130,9 @@ def prices_page(request) -> dict:
         return {**context, "has_data": False}
     rows = wh.rows("price coverage", """
         SELECT provider, model, sum(requests)::BIGINT AS requests, sum(unpriced_requests)::BIGINT AS unpriced_requests,
-               sum(unpriced_input_tokens)::BIGINT AS unpriced_input_tokens, sum(unpriced_output_tokens)::BIGINT AS unpriced_output_tokens,
-               sum(cost_usd) AS cost_usd, sum(cost_reported_usd) AS reported_usd, sum(cost_computed_usd) AS computed_usd,
+               sum(unpriced_input_tokens)::BIGINT AS unpriced_input_tokens,
+               sum(unpriced_output_tokens)::BIGINT AS unpriced_output_tokens, sum(cost_usd) AS cost_usd,
+               sum(cost_reported_usd) AS reported_usd, sum(cost_computed_usd) AS computed_usd,
                sum(cost_capacity_usd) AS capacity_usd, max(window_start)::DATE AS last_seen
         FROM rollup_daily WHERE window_start >= ? GROUP BY ALL
         ORDER BY unpriced_requests DESC, requests DESC, provider, model""", [start])

@@ -24,6 +24,7 @@ from warehouse.audit.decisions import DecisionFilter
 MAX_DAYS = 92
 DEFAULT_DAYS = 7
 PAGE_SIZE = 50
+RUN_GAP = timedelta(minutes=2)  # start times closer than this are fetched with one range query
 MAX_CANDIDATES = 5000  # start times fetched at most when duplicates crowd a page (then it may come out short)
 TEXT_FIELDS = ("service", "model", "model_version", "decision_label", "tenant", "subject")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -145,20 +146,39 @@ def _newest_start_times(con, conditions: list[str], params: list, cursor, wanted
 
 def _rows_starting_at(con, conditions: list[str], params: list, cursor, starts: list[datetime],
                       limit: int) -> list[dict]:
-    """The newest ``limit`` matching records that start at one of ``starts`` (or at the cursor's time)."""
-    moments = sorted(set(starts) | ({cursor[0]} if cursor is not None else set()))
-    if not moments:
-        return []
-    days = sorted({moment.astimezone(UTC).date() for moment in moments})
-    where = [*conditions, f"date IN ({', '.join('?' for _ in days)})",
-             f"start_time IN ({', '.join('?' for _ in moments)})"]
-    values = [*params, *days, *moments]
-    if cursor is not None:
-        where.append("(start_time, trace_id, span_id) < (?, ?, ?)")
-        values += list(cursor)
-    sql = (f"SELECT {COLUMNS} FROM inferences WHERE {' AND '.join(where)} "
-           f"ORDER BY start_time DESC, trace_id DESC, span_id DESC LIMIT {int(limit)}")
-    return con.sql(sql, params=values).to_arrow_table().to_pylist()
+    """The newest ``limit`` matching records that start at one of ``starts`` (or at the cursor's time).
+
+    DuckDB pushes a range or an equality on ``start_time`` below the deduplication, but
+    not an IN list, so the start times are fetched as runs: close ones (dense results)
+    in one range query, isolated ones (a rare subject) one equality query each, newest
+    run first, until the page is full.
+    """
+    moments = sorted(set(starts) | ({cursor[0]} if cursor is not None else set()), reverse=True)
+    rows: list[dict] = []
+    for low, high in _runs(moments):
+        where = [*conditions, "date = ?::DATE", "start_time >= ? AND start_time <= ?"]
+        values = [*params, low.astimezone(UTC).date(), low, high]
+        if cursor is not None:
+            where.append("(start_time, trace_id, span_id) < (?, ?, ?)")
+            values += list(cursor)
+        sql = (f"SELECT {COLUMNS} FROM inferences WHERE {' AND '.join(where)} "
+               f"ORDER BY start_time DESC, trace_id DESC, span_id DESC LIMIT {int(limit)}")
+        rows += con.sql(sql, params=values).to_arrow_table().to_pylist()
+        if len(rows) >= limit:
+            break
+    return rows[:limit]
+
+
+def _runs(moments: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """(low, high) ranges of newest-first ``moments``: a run ends at a day change or a gap over ``RUN_GAP``."""
+    runs: list[list[datetime]] = []
+    for moment in moments:
+        run = runs[-1] if runs else None
+        if run and run[0].date() == moment.date() and run[0] - moment <= RUN_GAP:
+            run[0] = moment
+        else:
+            runs.append([moment, moment])
+    return [(low, high) for low, high in runs]
 
 
 def _midnight(day: date) -> datetime:

@@ -42,5 +42,5 @@ def export_response(site, request: Request, viewer: Principal) -> Response:
     first = next(chunks, b"")  # an error before the first byte still gets a proper status
     spec = FORMATS[fmt]
     name = f"decisions-{search.date_from}-{search.date_to}.{spec.extension}"
-    return StreamingResponse(_prepend(first, chunks), media_type=spec.media_type,
-                             headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+    headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
+    return StreamingResponse(_prepend(first, chunks), media_type=spec.media_type, headers=headers)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import duckdb
 import jinja2
@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
                                "form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make the browser send "Origin: null" on our own form
     "Cache-Control": "no-store",
 }
 MAX_LOGIN_BODY = 4096
@@ -141,10 +141,8 @@ def auth_required(config: Any) -> bool:
     """``[auth] mode``: "required", or "auto" on a non-loopback address (inferledger.auth.gate_for)."""
     from inferledger.auth import is_loopback
 
-    auth = getattr(config, "auth", None)
-    if auth is None:
-        return not is_loopback(config.server.host)
-    return auth.mode == "required" or (auth.mode == "auto" and not is_loopback(config.server.host))
+    mode = config.auth.mode
+    return mode == "required" or (mode == "auto" and not is_loopback(config.server.host))
 
 
 def build_router(site: Site) -> APIRouter:
@@ -184,17 +182,12 @@ def render_page(site: Site, page: Page, request: Request, viewer: Principal) -> 
     except AccessLogUnavailable as exc:
         return site.render("error.html.j2", 503, title=page.name, active=page.path, viewer=viewer,
                            message=f"{exc}; the results are withheld because the access could not be logged.")
-    except duckdb.Error as exc:
+    except Exception as exc:  # a bad table or a bug: an error page that says which, never a bare 500
         log.exception("dashboard page %s failed", page.path)
+        what = ("The warehouse could not answer this page's query" if isinstance(exc, duckdb.Error)
+                else "This page failed; please report it")
         return site.render("error.html.j2", 500, title=page.name, active=page.path, viewer=viewer,
-                           message=f"The warehouse could not answer this page's query: {type(exc).__name__}: "
-                                   f"{str(exc).splitlines()[0]}")
-    except Exception as exc:  # a bug: say so on a page rather than answer a bare 500
-        log.exception("dashboard page %s failed", page.path)
-        return site.render("error.html.j2", 500, title=page.name, active=page.path, viewer=viewer,
-                           message=f"This page failed ({type(exc).__name__}: {exc}); please report it.")
-    if isinstance(context, Response):  # a builder that redirects or streams
-        return context
+                           message=f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     return site.render(page.template, title=page.name, active=page.path, viewer=viewer, freshness=freshness,
                        **context)
 
@@ -246,6 +239,9 @@ def _login_form(site: Site):
 
 def _login(site: Site):
     async def login(request: Request) -> Response:
+        if not _same_origin(request):  # a form on another site must not log this browser in
+            return site.render("login.html.j2", 403, title="Log in", next=COOKIE_PATH, auth_required=True,
+                               message="This login form was posted from another site; use the form on this one.")
         body = await request.body()
         form = {key: values[0] for key, values in parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace")).items()}
         target = safe_next(form.get("next"))
@@ -267,6 +263,18 @@ def _logout(request: Request) -> Response:
     response = RedirectResponse(f"{COOKIE_PATH}/login", 303, headers=SECURITY_HEADERS)
     response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_is_https(request))
     return response
+
+
+def _same_origin(request: Request) -> bool:
+    """No ``Origin`` header (an old browser, a script), or one naming this host (or the proxy's).
+
+    ``Origin: null`` (a sandboxed frame, a page that hides its origin) is refused too.
+    """
+    origin = request.headers.get("origin")
+    if not origin:
+        return True
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
+    return urlsplit(origin).netloc == host.split(",")[0].strip()
 
 
 def _is_https(request: Request) -> bool:

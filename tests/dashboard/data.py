@@ -128,29 +128,13 @@ def land(data_dir: Path, now: datetime, pseudonymize) -> Built:
 def run_all_jobs(data_dir: Path, now: datetime) -> None:
     """Every job over the 14 days (and today's partial window), as one scheduled catch-up would."""
     from warehouse.jobs.config import BudgetConfig, DriftConfig, JobsConfig
+    from warehouse.jobs.registry import all_jobs
     from warehouse.jobs.runner import JobContext, run_job, windows_between
     from warehouse.pricing import load_book
 
     budgets = (BudgetConfig(name="support-monthly", amount_usd=BUDGET_AMOUNT, service="support-assistant"),)
     settings = JobsConfig(drift=DriftConfig(reference_days=7, current_days=7, min_samples=50))
     context = JobContext(data_dir, settings, budgets, now, load_book(None))
-    for job in jobs():
+    for job in all_jobs():
         run = run_job(job, context, windows_between(job.granularity, day_start(now, 0), now), trigger="test")
         assert run.status == "ok", f"job {job.name} failed: {run.error}"
-
-
-def jobs() -> list:
-    """The registry's jobs, plus those the dashboard reads that are not registered yet (same order)."""
-    from warehouse.jobs.registry import all_jobs
-
-    registered = all_jobs()
-    names = {job.name for job in registered}
-    return registered + [job for job in _known_jobs() if job.name not in names]
-
-
-def _known_jobs() -> list:
-    from warehouse.jobs.drift import DRIFT_JOB
-    from warehouse.jobs.rollups import ROLLUPS_DAILY_JOB, ROLLUPS_JOB
-    from warehouse.jobs.variance import VARIANCE_JOB
-
-    return [ROLLUPS_JOB, ROLLUPS_DAILY_JOB, VARIANCE_JOB, DRIFT_JOB]

@@ -124,3 +124,22 @@ def test_scripts_send_the_key_and_searches_are_in_the_access_log(gated):
     logged = query(server.data_dir, "SELECT key_name, endpoint, rows, parameters FROM access_log "
                                     "WHERE endpoint = '/dashboard/decisions' AND key_name = 'alice'").to_pylist()
     assert any(row["rows"] == 5 and '"decision_label": "approve"' in row["parameters"] for row in logged)
+
+
+def test_health_needs_no_key_the_export_does(gated):
+    server, _ = gated
+    assert httpx.get(server.http_url + "/healthz").status_code == 200  # the container's HEALTHCHECK
+    assert httpx.get(server.http_url + "/dashboard/decisions/export?format=csv").status_code == 303
+
+
+def test_a_login_posted_from_another_site_is_refused(gated):
+    server, keys = gated
+    answer = httpx.post(server.http_url + "/dashboard/login", data={"api_key": keys["alice"]},
+                        headers={"Origin": "https://evil.example"})
+    assert answer.status_code == 403 and "inferledger_dashboard" not in answer.headers.get("set-cookie", "")
+    same = httpx.post(server.http_url + "/dashboard/login", data={"api_key": keys["alice"]},
+                      headers={"Origin": server.http_url})
+    assert same.status_code == 303 and "HttpOnly" in same.headers["set-cookie"]
+    hidden = httpx.post(server.http_url + "/dashboard/login", data={"api_key": keys["alice"]},
+                        headers={"Origin": "null"})
+    assert hidden.status_code == 403

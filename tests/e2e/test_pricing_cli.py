@@ -93,8 +93,9 @@ def test_costs_land_priced_then_reprice_writes_a_new_version(tmp_path):
 
 def test_serve_allocates_closed_pool_hours_in_the_background(tmp_path):
     """An hourly GPU pool: one closed hour of 8 GPUs x $2.85 = $22.80 shared by compute time
-    (100 ms and 300 ms of inference: $5.70 and $17.10), written by the scheduler's first run."""
-    from inferledger.scheduler import allocate_recent_capacity
+    (100 ms and 300 ms of inference: $5.70 and $17.10), written by the scheduled capacity job."""
+    from inferledger.scheduler import run_scheduled
+    from warehouse.jobs.capacity import CAPACITY_JOB
 
     prices = tmp_path / "prices.toml"
     prices.write_text('[[pool]]\nname = "gpu"\neffective_from = 2020-01-01\ngpus = 8\ngpu_hour_usd = 2.85\n')
@@ -103,17 +104,18 @@ def test_serve_allocates_closed_pool_hours_in_the_background(tmp_path):
                         **{"inferledger.compute.pool": "gpu", "inferledger.model.name": "fraud-gbm"}),
              genai_span(model="fraud-gbm", start_ns=hour + 120 * 10**9, duration_ns=300_000_000,
                         **{"inferledger.compute.pool": "gpu", "inferledger.model.name": "fraud-gbm"})]
-    with RunningServer(make_config(tmp_path / "data", pricing__price_file=prices)) as server:
+    config = make_config(tmp_path / "data", pricing__price_file=prices, jobs__enabled=True,
+                         jobs__disabled=["rollups", "rollups_daily", "retries", "variance", "drift", "anomalies"])
+    with RunningServer(config) as server:
         httpx.post(server.http_url + "/v1/traces", content=export_request(spans).SerializeToString(),
                    headers={"Content-Type": "application/x-protobuf"})
         server.pipeline.storage.flush(timeout=30)
-        pending = query(server.data_dir, "select cost_usd, cost_source from inferences").to_pylist()
-        assert pending == [{"cost_usd": None, "cost_source": "capacity"}] * 2  # hour not allocated yet
-        job = server.pipeline.scheduler.get_job("capacity_allocation")
-        assert job is not None and job.trigger.fields[6].expressions[0].first == 5  # minute 5 of every hour
-        allocate_recent_capacity(server.data_dir, server.pipeline.book, server.pipeline.storage.manifest)
-        costs = query(server.data_dir, "select cost_usd from inferences order by duration_ms").to_pylist()
-    assert [round(c["cost_usd"], 6) for c in costs] == [5.7, 17.1]
+        job = server.pipeline.scheduler.get_job("capacity")
+        assert job is not None and str(job.trigger.fields[6]) == "5"  # minute 5 of every hour
+        record = run_scheduled(CAPACITY_JOB, job.args[1])  # what the scheduler runs, now rather than at :05
+        assert record.status == "ok"
+        costs = query(server.data_dir, "select cost_usd, cost_source from inferences order by duration_ms").to_pylist()
+    assert [(round(c["cost_usd"], 6), c["cost_source"]) for c in costs] == [(5.7, "capacity"), (17.1, "capacity")]
 
 
 def test_reprice_while_the_server_runs_keeps_one_manifest_chain(tmp_path):

@@ -234,7 +234,8 @@ def audit_rows() -> list[dict]:
             label = "review" if (day.day == 4 and i == 3) else ("decline" if i % 3 == 2 else "approve")
             attributes = CONTENT_ATTRIBUTES if (day.day == 2 and version == "v4" and i == 0) else \
                 json.dumps({"txn.amount": 10.0 * (i + 1), "txn.country": "DE"}, separators=(",", ":"))
-            rows.append(row(f"audit-{day}-{version}-{i}", midnight(day) + timedelta(hours=9 + i + (2 if version == "v4" else 0)),
+            hour = 9 + i + (2 if version == "v4" else 0)
+            rows.append(row(f"audit-{day}-{version}-{i}", midnight(day) + timedelta(hours=hour),
                             service_name="fraud", service_version="2.1", provider="self", request_model="fraud-gbm",
                             model_version=version, operation="predict", decision_label=label,
                             decision_score=round(0.1 * (i + 1), 2), decision_reasons=["amount", "velocity"],
@@ -266,7 +267,8 @@ def _audit_drift(data_dir: Path) -> None:
     rows = [{**common, "feature": "labels", "test": "chi_square", "statistic": 14.2, "p_value": 0.0008,
              "effect": 0.21, "verdict": "major"},
             {**common, "feature": "score", "test": "psi", "statistic": 0.03, "effect": 0.03, "verdict": "none"}]
-    replace_windows(data_dir, "drift", "drift", DRIFT_SCHEMA, [(start, end)], pa.Table.from_pylist(rows, schema=DRIFT_SCHEMA))
+    replace_windows(data_dir, "drift", "drift", DRIFT_SCHEMA, [(start, end)],
+                    pa.Table.from_pylist(rows, schema=DRIFT_SCHEMA))
 
 
 def _audit_alert(data_dir: Path) -> None:

@@ -54,7 +54,8 @@ def test_scope_totals_inventory_and_outcomes(audit):
 def test_completeness_reconciles_with_the_manifest_and_finds_the_gaps(audit, audit_dir):
     report, _ = audit
     days = {d.day: d for d in report.reconciliation}
-    assert (days[date(2026, 11, 2)].landed, days[date(2026, 11, 2)].in_view, days[date(2026, 11, 2)].view_dedup) == (7, 6, 1)
+    second = days[date(2026, 11, 2)]
+    assert (second.landed, second.in_view, second.view_dedup) == (7, 6, 1)
     assert "1 duplicate receipt of a span already landed" in days[date(2026, 11, 2)].note
     assert (days[date(2026, 11, 4)].landed, days[date(2026, 11, 4)].in_view) == (7, 7)
     assert days[date(2026, 11, 3)].note == "no records"

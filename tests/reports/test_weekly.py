@@ -78,7 +78,8 @@ def test_job_sections(weekly):
     assert drift["checked"] == 3 and [r["verdict"] for r in drift["flagged"]] == ["major", "minor"]
     assert [e["event"] for e in report.jobs.alerts["events"]] == ["firing"]  # the reminder is not listed
     retries = report.jobs.retries
-    assert retries["total"]["wasted_cost_usd"] == pytest.approx(8.4) and retries["total"]["inflation"] == pytest.approx(8.4 / 98)
+    assert retries["total"]["wasted_cost_usd"] == pytest.approx(8.4)
+    assert retries["total"]["inflation"] == pytest.approx(8.4 / 98)
     assert [r["model"] for r in retries["rows"]] == ["gpt-4o"] and retries["rows"][0]["inflation"] == pytest.approx(0.1)
     assert report.jobs.missing == {}
     assert len(report.jobs.burn["all-ai"]) == 22  # Nov 1-22 of the month the week ends in

@@ -34,7 +34,7 @@ SHARED_COLUMNS = {"repricings": ["cost_version", "kind", "repriced_at", "actor",
 def audit_connection(data_dir: Path, tenant: str | None = None,
                      memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
     """A read-only, sandboxed connection over the warehouse views, restricted to ``tenant`` when given."""
-    spill = Path(data_dir) / "tmp" / "duckdb-audit"
+    spill = Path(data_dir) / "spill" / "audit"
     spill.mkdir(parents=True, exist_ok=True)
     con = connect(Path(data_dir), settings={"python_enable_replacements": "false", "memory_limit": memory_limit,
                                             "temp_directory": spill.resolve().as_posix()})

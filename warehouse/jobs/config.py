@@ -30,7 +30,8 @@ class DriftConfig(_Section):
         0.005, ge=0, le=1, description="The error rate must also move by at least this much (absolute) to call drift.")
     ks_sample: int = Field(
         10_000, ge=1000, le=1_000_000,
-        description="KS tests and score bin edges use a uniform hash sample of about this many records per window side.")
+        description="KS tests and the score PSI use a uniform hash sample of about this many records per window side "
+        "(all records of a smaller side).")
     version_lookback_days: int = Field(
         90, ge=1, le=3650, description="A model version is new when it has no record in at least this many days "
         "before its first one; it is then compared with the version it replaced.")

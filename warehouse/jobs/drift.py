@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 
 from warehouse.jobs.config import DriftConfig
-from warehouse.jobs.drift_plan import (Comparison, Key, Presence, WindowPlan, choose_replaced, new_versions,
+from warehouse.jobs.drift_plan import (Comparison, Key, Presence, WindowPlan, choose_replaced, key_order, new_versions,
                                        plan_windows, sample_thresholds, slices_for, version_candidates,
                                        window_comparisons)
 from warehouse.jobs.drift_read import (BINNED, Histograms, Sample, key_hashes, read_histograms, read_presence,
@@ -67,13 +67,13 @@ def compute_drift(context: JobContext, windows: list[Window]) -> JobOutput:
 
 
 def _first_seen_in_window(con, plans: list[WindowPlan], presence: dict[Key, Presence], settings: DriftConfig,
-                          start) -> list[tuple[WindowPlan, Key]]:
+                          start: datetime) -> list[tuple[WindowPlan, Key]]:
     """New versions: first record inside a current window and none in the lookback before the range read."""
     found = new_versions(plans, presence)
     if not found:
         return []
     lookback_start = min(plan.evaluated_at for plan in plans) - timedelta(days=settings.version_lookback_days)
-    seen = read_seen_before(con, sorted({key for _, key in found}), lookback_start, start)
+    seen = read_seen_before(con, sorted({key for _, key in found}, key=key_order), lookback_start, start)
     return [(plan, key) for plan, key in found if key not in seen]
 
 
@@ -95,25 +95,25 @@ def evaluate(comparison: Comparison, histograms: Histograms, sample: Sample,
         if any(counts):
             results.append((feature, psi(*align(*counts)[1:], minor=settings.psi_minor, major=settings.psi_major,
                                          min_samples=settings.min_samples)))
-            results.append((feature, _sampled(comparison, feature, sample, histograms, settings, _ks)))
+            results.append((feature, _sampled(comparison, feature, "ks", sample, histograms, settings)))
     if histograms.total("scored", reference) or histograms.total("scored", current):
-        results.append(("score", _sampled(comparison, "score", sample, histograms, settings, _score_psi)))
-        results.append(("score", _sampled(comparison, "score", sample, histograms, settings, _ks)))
+        results.append(("score", _sampled(comparison, "score", "psi", sample, histograms, settings)))
+        results.append(("score", _sampled(comparison, "score", "ks", sample, histograms, settings)))
     return results
 
 
-def _sampled(comparison: Comparison, feature: str, sample: Sample, histograms: Histograms, settings: DriftConfig,
-             test) -> TestResult:
+def _sampled(comparison: Comparison, feature: str, test: str, sample: Sample, histograms: Histograms,
+             settings: DriftConfig) -> TestResult:
     """A test on the sides' hash samples; the sizes reported are the full counts, the sample sizes go in detail."""
     counted = "scored" if feature == "score" else feature
     n_reference, n_current = (histograms.total(counted, side) for side in (comparison.reference, comparison.current))
-    name = "psi" if test is _score_psi else "ks"
     if min(n_reference, n_current) < settings.min_samples:
-        return insufficient(name, n_reference, n_current, settings.min_samples)
+        return insufficient(test, n_reference, n_current, settings.min_samples)
     reference, current = sample.values(comparison.reference, feature), sample.values(comparison.current, feature)
     if min(reference.size, current.size) < 2:
-        return insufficient(name, n_reference, n_current, settings.min_samples)
-    result = test(reference, current, settings)
+        return insufficient(test, n_reference, n_current, settings.min_samples,
+                            reason=f"samples of {reference.size} and {current.size} values")
+    result = SAMPLE_TESTS[test](reference, current, settings)
     detail = {**result.detail, "sample_reference": int(reference.size), "sample_current": int(current.size)}
     return dataclasses.replace(result, n_reference=n_reference, n_current=n_current, detail=detail)
 
@@ -128,6 +128,9 @@ def _score_psi(reference: np.ndarray, current: np.ndarray, settings: DriftConfig
     result = psi(bin_counts(reference, edges), bin_counts(current, edges), minor=settings.psi_minor,
                  major=settings.psi_major)
     return dataclasses.replace(result, detail={**result.detail, "edges": [float(e) for e in edges]})
+
+
+SAMPLE_TESTS = {"psi": _score_psi, "ks": _ks}
 
 
 def metric_name(comparison: Comparison, feature: str, result: TestResult) -> str:

@@ -53,8 +53,8 @@ class WindowPlan:
     @property
     def earliest(self) -> datetime:
         """Start of everything this window may read: its reference, or a version's matched span."""
-        current_start = self.current[0]
-        return min(self.reference[0], current_start - (self.evaluated_at - current_start))
+        first = floor_hour(self.current[0])
+        return min(self.reference[0], first - matched_length(first, self.evaluated_at))
 
 
 @dataclass
@@ -133,16 +133,18 @@ def new_versions(plans: list[WindowPlan], presence: dict[Key, Presence]) -> list
 def version_candidates(found: list[tuple[WindowPlan, Key]], presence: dict[Key, Presence]) -> list[Comparison]:
     """For each new version, one comparison per older version of the same service and model.
 
-    New version over [f, evaluated) against an older version over [f - L, f), L =
-    evaluated - f: the same length of time, just before the new version's first record f.
-    ``choose_replaced`` keeps one per new version once the exact counts are known.
+    New version over [f, evaluated) against an older version over [f - L, f), with f
+    the hour of the new version's first record and L = evaluated - f rounded up to whole
+    hours: the same length of time, just before. Whole hours keep the slice count small
+    however many versions start. ``choose_replaced`` keeps one per new version.
     """
     comparisons = []
     for plan, key in found:
-        first = presence[key].first_seen
-        span = plan.evaluated_at - first
+        seen = presence[key].first_seen
+        first = floor_hour(seen)
+        span = matched_length(first, plan.evaluated_at)
         for other in sorted(presence, key=key_order):
-            if other[:2] == key[:2] and other != key and presence[other].first_seen < first:
+            if other[:2] == key[:2] and other != key and presence[other].first_seen < seen:
                 comparisons.append(Comparison(plan.window, plan.evaluated_at, "version",
                                               Side(other, first - span, first), Side(key, first, plan.evaluated_at)))
     return comparisons
@@ -173,7 +175,8 @@ def _rank(comparison: Comparison, presence: dict[Key, Presence], records: dict[S
 
 def slices_for(plans: list[WindowPlan], comparisons: list[Comparison]) -> Slices:
     instants = {instant for plan in plans for instant in (*plan.reference, *plan.current)}
-    instants |= {instant for c in comparisons for side in (c.reference, c.current) for instant in (side.start, side.end)}
+    sides = [side for c in comparisons for side in (c.reference, c.current)]
+    instants |= {instant for side in sides for instant in (side.start, side.end)}
     return Slices(instants)
 
 
@@ -181,7 +184,7 @@ def sample_thresholds(comparisons: list[Comparison], presence: dict[Key, Presenc
                       sample_size: int) -> dict[tuple[Key, int], dict[str, int]]:
     """Hash thresholds per (key, slice) and feature for a uniform sample of about ``sample_size`` per side.
 
-    A record is in the sample of a feature when hash(trace_id, span_id) <= threshold.
+    A record is in the sample of a feature when DuckDB's hash(span_id) <= threshold.
     A side's rate is min(1, sample_size / its record count); a slice in several sides
     gets the smallest of their rates. Thresholds nest (a lower one keeps a subset), so a
     side is then read at the smallest threshold among its slices: a uniform sample of
@@ -192,12 +195,23 @@ def sample_thresholds(comparisons: list[Comparison], presence: dict[Key, Presenc
         for side in (comparison.reference, comparison.current):
             for feature in SAMPLED:
                 count = presence[side.key].estimate(side.start, side.end, feature)
+                if count == 0:
+                    continue
                 rate = 1.0 if count <= sample_size else sample_size / count
                 threshold = min(HASH_MAX, int(rate * HASH_MAX))
                 for index in slices.of(side):
                     slot = thresholds.setdefault((side.key, index), {})
                     slot[feature] = min(slot.get(feature, HASH_MAX), threshold)
     return thresholds
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def matched_length(first: datetime, evaluated_at: datetime) -> timedelta:
+    """evaluated_at - first in whole hours, rounded up."""
+    return timedelta(hours=-((first - evaluated_at) // timedelta(hours=1)))
 
 
 def key_order(key: Key) -> tuple[str, str, str]:

@@ -9,16 +9,17 @@ Three passes over the range of one compute call:
    score PSI, deduplicated here (a duplicate has the same span id, hence the same hash).
 3. ``read_histograms`` (``inferences_raw``, deduplicated): exact counts per
    (key, slice) of labels, errors, scored records and half-octave bins of tokens and
-   latency, in one scan with GROUPING SETS. Drift reads no cost column, so it skips
-   the cost-version join of ``inferences``.
+   latency, with GROUPING SETS, one query per day (see its docstring). Drift reads
+   no cost column, so it skips the cost-version join of ``inferences``.
 
 Keys travel through SQL as DuckDB ``hash(service, model, version)`` (a UBIGINT is far
 cheaper to group on than three strings); ``key_hashes`` maps them back and refuses a
-collision. Per-key constants are inlined as CASE branches: a join of the scan with a
-small registered table makes DuckDB hash the large side.
+collision. The slice of a record is found by a balanced CASE tree over the slice
+bounds (log2 n comparisons a row, however many slices).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -111,26 +112,30 @@ class Sample:
 
 def read_sample(con, slices: Slices, thresholds: dict[tuple[Key, int], dict[str, int]],
                 hashes: dict[int, Key]) -> Sample:
-    """Rows whose span hash is under their (key, slice) threshold for some feature (see ``sample_thresholds``).
+    """Rows whose span hash is at most their (key, slice) threshold for some feature (``sample_thresholds``).
 
-    The key's largest threshold is checked on every row; the per-slice one (a nested
-    CASE) only on the few rows that passed it. Per-row list literals are far slower.
+    SQL keeps a row under the largest of its features' thresholds, which bounds what
+    is fetched; ``Sample.values`` applies each feature's own threshold.
     """
-    slice_sql, slice_params = _slice_case(slices)
-    where, params = _range(slices.start, slices.end)
     by_hash = {key: h for h, key in hashes.items()}
-    largest, per_slice = {}, {}
-    for key in {key for key, _ in thresholds}:
-        limits = [max(thresholds.get((key, i), {}).values(), default=0) for i in range(len(slices))]
-        largest[by_hash[key]] = f"{max(limits)}::UBIGINT"
-        per_slice[by_hash[key]] = "CASE slice " + " ".join(
-            f"WHEN {i} THEN {limit}::UBIGINT" for i, limit in enumerate(limits) if limit) + " ELSE 0::UBIGINT END"
+    limits = [(by_hash[key], index, max(per_feature.values())) for (key, index), per_feature in thresholds.items()
+              if per_feature and max(per_feature.values())]
+    con.register("drift_sample_limits", pa.table({
+        "kh": pa.array([h for h, _, _ in limits], pa.uint64()),
+        "slice": pa.array([i for _, i, _ in limits], pa.int64()),
+        "upper": pa.array([upper for _, _, upper in limits], pa.uint64())}))
+    slice_sql, slice_params = _slice_case(slices, slices.start, slices.end)
+    where, params = _range(slices.start, slices.end)
     sources = ", ".join(f"{SOURCE_COLUMNS[f]}::DOUBLE AS {f}" for f in SAMPLED)
-    table = con.sql(f"""
-        SELECT kh, slice, h, {', '.join(SAMPLED)}
-        FROM (SELECT {KEY_HASH} AS kh, {slice_sql} AS slice, hash(span_id) AS h, {sources} FROM {RAW} WHERE {where})
-        WHERE CASE WHEN h <= {_per_key(largest)} THEN h <= {_per_key(per_slice)} ELSE false END""",
-                    params={**params, **slice_params}).to_arrow_table()
+    try:
+        table = con.sql(f"""
+            SELECT s.kh, s.slice, s.h, {', '.join(f's.{f}' for f in SAMPLED)}
+            FROM (SELECT {KEY_HASH} AS kh, {slice_sql} AS slice, hash(span_id) AS h, {sources}
+                  FROM {RAW} WHERE {where}) s
+            JOIN drift_sample_limits l ON s.kh = l.kh AND s.slice = l.slice
+            WHERE s.h <= l.upper""", params={**params, **slice_params}).to_arrow_table()
+    finally:
+        con.unregister("drift_sample_limits")
     return Sample(table, hashes, slices, thresholds)
 
 
@@ -145,7 +150,9 @@ class Histograms:
         self.slices = slices
         self.cells: dict[tuple[str, Key], dict[object, np.ndarray]] = {}
         for row in table.to_pylist():
-            key = hashes[row["kh"]]
+            key = hashes.get(row["kh"])
+            if key is None:  # landed after the presence read: counted by the next run
+                continue
             if row["feature"] == "error":
                 self._add("scored", key, 0, row["slice"], row["scored"])
             bin_value = row["label"] if row["feature"] == "labels" else row["bin"]
@@ -167,20 +174,31 @@ class Histograms:
 
 
 def read_histograms(con, slices: Slices, hashes: dict[int, Key]) -> Histograms:
-    slice_sql, slice_params = _slice_case(slices)
-    where, params = _range(slices.start, slices.end)
+    """One query per day: deduplicating a day at a time keeps DuckDB's hash table in memory (no spilling)."""
+    parts = []
+    day = slices.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < slices.end:
+        start, end = max(day, slices.start), min(day + timedelta(days=1), slices.end)
+        parts.append(_day_histograms(con, slices, start, end))
+        day += timedelta(days=1)
+    return Histograms(pa.concat_tables(parts), hashes, slices)
+
+
+def _day_histograms(con, slices: Slices, start: datetime, end: datetime) -> pa.Table:
+    slice_sql, slice_params = _slice_case(slices, start, end)
+    where, params = _range(start, end)
     bins = ", ".join(f"{_log_bin_sql(SOURCE_COLUMNS[f])} AS {f}" for f in BINNED)
     sets = ", ".join(f"(kh, slice, {column})" for column in GROUPED.values())
     feature = " ".join(f"WHEN GROUPING({column}) = 0 THEN '{name}'" for name, column in GROUPED.items())
-    table = con.sql(f"""
+    bin_columns = ", ".join(column for column in GROUPED.values() if column != "label")
+    return con.sql(f"""
         WITH r AS (
             SELECT {KEY_HASH} AS kh, {slice_sql} AS slice, decision_label AS label,
                    coalesce(status = 'error', false)::BIGINT AS error, {bins}, decision_score AS score
             FROM {DEDUPLICATED} WHERE {where})
-        SELECT kh, slice, CASE {feature} END AS feature, label, coalesce({', '.join(c for c in GROUPED.values() if c != 'label')})
-               AS bin, count(*) AS n, count(CASE WHEN NOT isnan(score) THEN 1 END) AS scored
+        SELECT kh, slice::BIGINT AS slice, CASE {feature} END AS feature, label, coalesce({bin_columns}) AS bin,
+               count(*) AS n, count(CASE WHEN NOT isnan(score) THEN 1 END) AS scored
         FROM r GROUP BY GROUPING SETS ({sets})""", params={**params, **slice_params}).to_arrow_table()
-    return Histograms(table, hashes, slices)
 
 
 def _log_bin_sql(column: str) -> str:
@@ -189,17 +207,22 @@ def _log_bin_sql(column: str) -> str:
             f"ELSE floor({LOG_BINS_PER_OCTAVE} * log2({column}))::BIGINT END")
 
 
-def _per_key(values: dict[int, str]) -> str:
-    whens = " ".join(f"WHEN {key_hash}::UBIGINT THEN {value}" for key_hash, value in sorted(values.items()))
-    return f"CASE kh {whens} ELSE 0::UBIGINT END" if whens else "0::UBIGINT"
-
-
-def _slice_case(slices: Slices) -> tuple[str, dict]:
+def _slice_case(slices: Slices, start: datetime, end: datetime) -> tuple[str, dict]:
+    """Slice index of start_time for rows in [start, end), by bisection over the bounds inside it."""
     inner = slices.bounds[1:-1]
-    if not inner:
-        return "0", {}
-    whens = " ".join(f"WHEN start_time < $slice_{i} THEN {i}" for i in range(len(inner)))
-    return f"CASE {whens} ELSE {len(inner)} END", {f"slice_{i}": bound for i, bound in enumerate(inner)}
+    base = bisect_right(inner, start)
+    cuts = [bound for bound in inner if start < bound < end]
+    return _bisect("start_time", [f"$slice_{i}" for i in range(len(cuts))], base), \
+        {f"slice_{i}": bound for i, bound in enumerate(cuts)}
+
+
+def _bisect(column: str, cuts: list[str], base: int) -> str:
+    """``base`` + the number of ``cuts`` (sorted) at or below ``column``."""
+    if not cuts:
+        return str(base)
+    middle = len(cuts) // 2
+    return (f"CASE WHEN {column} < {cuts[middle]} THEN {_bisect(column, cuts[:middle], base)} "
+            f"ELSE {_bisect(column, cuts[middle + 1:], base + middle + 1)} END")
 
 
 def _range(start: datetime, end: datetime) -> tuple[str, dict]:

@@ -114,11 +114,11 @@ http_facts AS (
 
 # Marks on the records (alias r). IN builds its hash table on the small fact set whatever the optimizer
 # estimates; a LEFT JOIN was seen hashing every record instead (a plan ten times slower).
-KEYED = "(r.request_key IN (SELECT request_key FROM key_finals))"
-IN_FACTS = "((r.trace_id, r.span_id) IN (SELECT trace_id, span_id FROM attempt_facts))"
-SUPERSEDED = """(CASE WHEN r.request_key IS NOT NULL
+KEYED = "coalesce(r.request_key IN (SELECT request_key FROM key_finals), false)"  # NULL IN (...) is NULL
+IN_FACTS = "coalesce((r.trace_id, r.span_id) IN (SELECT trace_id, span_id FROM attempt_facts), false)"
+SUPERSEDED = """coalesce(CASE WHEN r.request_key IS NOT NULL
         THEN (r.request_key, coalesce(r.attempt, 0)) IN (SELECT request_key, attempt FROM key_superseded)
-        ELSE (r.trace_id, r.span_id) IN (SELECT trace_id, span_id FROM attempt_facts WHERE superseded) END)"""
+        ELSE (r.trace_id, r.span_id) IN (SELECT trace_id, span_id FROM attempt_facts WHERE superseded) END, false)"""
 # HTTP facts are few and estimated so: joined directly.
 HTTP_JOIN = "LEFT JOIN http_facts h ON r.trace_id = h.trace_id AND r.span_id = h.span_id"
 HTTP_EXTRA = "coalesce(h.http_extra, 0)"

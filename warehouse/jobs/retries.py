@@ -5,10 +5,11 @@ logical request belongs to the day, provider, model and service of its *final*
 attempt (the one whose answer counts), so a failed attempt on one model that was
 retried on another, or just after midnight, adds to the row of the answer.
 
-One query per compute call: records that are requests of their own (nearly all)
-are summed per key as they are read; the few with multi-span evidence are kept a row
-each, summed per logical request (``attempt_facts.logical_id``) and counted under
-the key of their final attempt. Formulas: README.md next to this file.
+One query per compute call. Records that are requests of their own (nearly all)
+are summed per key as they are read, the attempts of a retried request key per
+key; the few found by links or siblings stay a row each and are summed per
+logical request (``attempt_facts.logical_id``). Formulas: README.md next to this
+file.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ RETRY_SCHEMA = with_window([
 ])
 
 _KEYS = ["day_id", "provider", "model", "service"]
+_METRICS = [("retry.inflation_cost", "inflation_cost"), ("retry.inflation_tokens", "inflation_tokens"),
+            ("retry.share", "retry_share"), ("retry.failed_requests", "failed_requests")]
 _COUNTS = ["logical_requests", "attempts", "attempt_spans", "http_extra_attempts", "retried_requests",
            "failed_requests", "tokens_all_attempts", "tokens_final_attempts", "unpriced_attempts",
            "retried_by_request_key", "retried_by_retry_link", "retried_by_sibling_spans", "retried_by_http_attempts"]
@@ -51,35 +54,37 @@ attempt_records AS (
     FROM inferences r {HTTP_JOIN}
     WHERE r.date BETWEEN $ev_first_day AND $ev_last_day AND r.start_time >= $ev_start AND r.start_time < $ev_end),
 level1 AS (
-    -- a record of its own is a logical request: summed per key as read; an attempt of a multi-span
-    -- request stays a row of its own (its ids are in the group key) until its request is assembled
-    SELECT {", ".join(_KEYS)},
-        CASE WHEN keyed OR linked THEN trace_id END AS own_trace,
-        CASE WHEN keyed OR linked THEN span_id END AS own_span,
-        any_value(CASE WHEN keyed OR linked THEN start_time END) AS start_time,
-        any_value(CASE WHEN keyed OR linked THEN status END) AS status,
-        any_value(CASE WHEN keyed OR linked THEN attempt END) AS attempt,
-        any_value(CASE WHEN keyed THEN 'k:' || request_key END) AS key_id,
-        count(*) AS spans, sum(http_extra)::BIGINT AS http_extra, count(*) FILTER (http_extra > 0) AS http_retried,
+    -- a record of its own is a logical request: summed per key as read. The attempts of a request key are
+    -- summed per key; an attempt found by links or siblings stays a row of its own until assembled below.
+    SELECT {", ".join(f"CASE WHEN NOT (keyed OR linked) THEN {key} END AS {key}" for key in _KEYS)},
+        CASE WHEN keyed THEN request_key END AS request_key,
+        CASE WHEN linked THEN trace_id END AS own_trace, CASE WHEN linked THEN span_id END AS own_span,
+        count(*) AS spans, max(attempt) AS last_attempt,
+        sum(http_extra)::BIGINT AS http_extra, count(*) FILTER (http_extra > 0) AS http_retried,
         count(*) FILTER (status = 'error') AS failed,
         sum(tokens)::BIGINT AS tokens, coalesce(sum(tokens) FILTER (status = 'ok'), 0)::BIGINT AS tokens_ok,
         sum(cost_usd) AS cost, sum(cost_usd) FILTER (status = 'ok') AS cost_ok,
-        count(*) FILTER (cost_usd IS NULL) AS unpriced
+        count(*) FILTER (cost_usd IS NULL) AS unpriced,
+        -- the final attempt: highest attempt number (keys), then latest start
+        arg_max(CASE WHEN keyed OR linked THEN struct_pack({", ".join(_KEYS)}, status, tokens, cost_usd) END,
+                CASE WHEN keyed OR linked THEN struct_pack(a := CASE WHEN keyed THEN attempt ELSE 0 END,
+                                                           t := start_time, s := span_id) END) AS final,
+        max(CASE WHEN linked THEN struct_pack(t := start_time, s := span_id) END) AS position
     FROM attempt_records
     WHERE keyed OR linked OR (start_time >= $start AND start_time < $end)
     GROUP BY ALL),
-request_attempts AS (
-    SELECT l.*, coalesce(l.key_id, f.logical_id) AS logical_id,
-        CASE WHEN l.key_id IS NOT NULL THEN 'request_key' ELSE f.evidence END AS evidence
-    FROM level1 l LEFT JOIN attempt_facts f ON l.own_trace = f.trace_id AND l.own_span = f.span_id
-    WHERE l.own_span IS NOT NULL),
-requests AS (
-    SELECT logical_id, any_value(evidence) AS evidence, count(*) AS spans, max(attempt) AS last_attempt,
-        sum(http_extra) AS http_extra, sum(tokens) AS tokens, sum(cost) AS cost, sum(unpriced) AS unpriced,
-        arg_max(struct_pack({", ".join(_KEYS)}, status, tokens, cost),
-                struct_pack(a := CASE WHEN evidence = 'request_key' THEN attempt ELSE 0 END,
-                            t := start_time, s := own_span)) AS final
-    FROM request_attempts GROUP BY logical_id),
+linked_requests AS (
+    SELECT any_value(f.evidence) AS evidence, count(*) AS spans, sum(l.http_extra) AS http_extra,
+        sum(l.tokens) AS tokens, sum(l.cost) AS cost, sum(l.unpriced) AS unpriced,
+        arg_max(l.final, l.position) AS final
+    FROM level1 l JOIN attempt_facts f ON l.own_trace = f.trace_id AND l.own_span = f.span_id
+    GROUP BY f.logical_id),
+assembled AS (
+    SELECT 'request_key' AS evidence, greatest(spans, last_attempt + 1) AS numbered, spans, http_extra, tokens,
+        cost, unpriced, final
+    FROM level1 WHERE request_key IS NOT NULL
+    UNION ALL
+    SELECT evidence, spans, spans, http_extra, tokens, cost, unpriced, final FROM linked_requests),
 per_request AS (
     SELECT {", ".join(_KEYS)}, spans AS logical_requests, spans + http_extra AS attempts,
         spans AS attempt_spans, http_extra AS http_extra_attempts, http_retried AS retried_requests,
@@ -87,18 +92,16 @@ per_request AS (
         cost AS cost_all, cost_ok AS cost_final, unpriced AS unpriced_attempts,
         0 AS retried_by_request_key, 0 AS retried_by_retry_link, 0 AS retried_by_sibling_spans,
         http_retried AS retried_by_http_attempts
-    FROM level1 WHERE own_span IS NULL
+    FROM level1 WHERE day_id IS NOT NULL
     UNION ALL
-    SELECT {", ".join("final." + key for key in _KEYS)}, 1,
-        -- explicit attempt numbers also count attempts whose spans never arrived
-        CASE WHEN evidence = 'request_key' THEN greatest(spans, last_attempt + 1) ELSE spans END + http_extra,
-        spans, http_extra,
+    -- explicit attempt numbers (numbered) also count attempts whose spans never arrived
+    SELECT {", ".join("final." + key for key in _KEYS)}, 1, numbered + http_extra, spans, http_extra,
         (evidence = 'request_key' OR spans > 1 OR http_extra > 0)::INTEGER,
         (final.status = 'error')::INTEGER, tokens, CASE WHEN final.status = 'ok' THEN final.tokens ELSE 0 END,
-        cost, CASE WHEN final.status = 'ok' THEN final.cost END, unpriced,
+        cost, CASE WHEN final.status = 'ok' THEN final.cost_usd END, unpriced,
         (evidence = 'request_key')::INTEGER, (evidence = 'retry_link' AND spans > 1)::INTEGER,
         (evidence = 'sibling_spans' AND spans > 1)::INTEGER, (http_extra > 0)::INTEGER
-    FROM requests)
+    FROM assembled)
 SELECT make_timestamp(day_id * {DAY_US})::TIMESTAMPTZ AS window_start,
     make_timestamp((day_id + 1) * {DAY_US})::TIMESTAMPTZ AS window_end, provider, model, service,
     {", ".join(f"sum({name})::BIGINT AS {name}" for name in _COUNTS)},
@@ -161,8 +164,7 @@ def retry_metrics(table: pa.Table, windows: list[Window]) -> list[Metric]:
                                                "cost_all_attempts_usd", "cost_final_attempts_usd",
                                                "retried_by_request_key", "retried_by_retry_link",
                                                "retried_by_sibling_spans", "retried_by_http_attempts")}
-        for metric, column in (("retry.inflation_cost", "inflation_cost"), ("retry.inflation_tokens", "inflation_tokens"),
-                               ("retry.share", "retry_share"), ("retry.failed_requests", "failed_requests")):
+        for metric, column in _METRICS:
             metrics.append(Metric(window, metric, row[column], labels, detail=detail))
     return metrics
 

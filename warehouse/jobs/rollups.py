@@ -58,32 +58,56 @@ _SUMS = {  # per (window, dimensions, bucket); the rollup adds them up over the 
     "failed_requests": "count(*) FILTER (is_final AND status = 'error')",
     **{name: f"sum({name})" for name in TOKEN_CLASSES},
     "cost_usd": "sum(cost_usd)",
-    **{f"cost_{source}_usd": f"coalesce(sum(cost_usd) FILTER (cost_source = '{source}'), 0)" for source in COST_SOURCES},
+    **{f"cost_{source}_usd": f"coalesce(sum(cost_usd) FILTER (cost_source = '{source}'), 0)"
+       for source in COST_SOURCES},
     "unpriced_requests": "count(*) FILTER (cost_usd IS NULL)",
     "unpriced_input_tokens": "coalesce(sum(input_tokens) FILTER (cost_usd IS NULL), 0)",
     "unpriced_output_tokens": "coalesce(sum(output_tokens) FILTER (cost_usd IS NULL), 0)",
-    # for pricing.unpriced_share (see unpriced.py): not stored
+    # for pricing.unpriced_share (unpriced.py); not stored
     "unpriced_tokenless": "count(*) FILTER (cost_usd IS NULL AND tokens IS NULL)",
     "priced_tokens": "sum(tokens) FILTER (cost_usd IS NOT NULL)",
     "priced_token_cost_usd": "sum(cost_usd) FILTER (tokens IS NOT NULL)",
-    "cache_read_or_zero": "sum(coalesce(cache_read_tokens, 0))",
 }
 
 
 def rollup_sql(granularity: str) -> str:
-    """One statement: every record of the chunk read once, both tables returned (column ``part``)."""
-    dims = ", ".join(DIMENSIONS)
-    selected = ", ".join(f"{_DIMENSION_SQL.get(name, 'r.' + name)} AS {name}" for name in DIMENSIONS)
-    step = f"INTERVAL 1 {granularity.upper()}"
+    """One statement: every record of the chunk read once; both tables come back, told apart by ``part``."""
     step_us = STEP[granularity] // timedelta(microseconds=1)
-    sums = ",\n        ".join(f"({expr})::{_sql_type(name)} AS {name}" for name, expr in _SUMS.items())
-    totals = ", ".join(f"sum({name})::{_sql_type(name)} AS {name}" for name in _SUMS)
-    quantiles = "[" + ", ".join(str(q) for q in LATENCY_QUANTILES.values()) + "]"
-    latency = ", ".join(f"latency[{i + 1}] AS {name}" for i, name in enumerate(LATENCY_QUANTILES))
+    dims = ", ".join(DIMENSIONS)
     return f"""
 WITH RECURSIVE {EVIDENCE_CTES},
-records AS (
-    SELECT epoch_us(r.start_time) // {step_us} AS window_id, {selected},
+records AS ({_records_sql(step_us)}),
+fine AS MATERIALIZED (
+    SELECT window_id, {dims}, bucket,
+        {", ".join(f"({expr})::{_sql_type(name)} AS {name}" for name, expr in _SUMS.items())},
+        list(duration_ms) FILTER (duration_ms IS NOT NULL) AS durations, list(minute) AS minutes
+    FROM records GROUP BY ALL),
+coarse AS (
+    SELECT window_id, {dims}, {", ".join(f"sum({name})::{_sql_type(name)} AS {name}" for name in _SUMS)},
+        list_aggregate(flatten(list(durations)), 'quantile_cont', {list(LATENCY_QUANTILES.values())}) AS latency,
+        list_sort(map_values(list_aggregate(flatten(list(minutes)), 'histogram'))) AS minute_counts
+    FROM fine GROUP BY window_id, {dims}),
+rated AS (
+    -- the window's minutes, up to now in the current window (a started minute counts)
+    SELECT *, greatest(1, len(minute_counts), ceil((least((window_id + 1) * {step_us}, epoch_us($now::TIMESTAMPTZ))
+                                                   - window_id * {step_us}) / {MINUTE_US}))::INTEGER AS rate_minutes
+    FROM coarse)
+SELECT 'rollup' AS part, {_window_sql(step_us)}, * EXCLUDE (window_id, latency, minute_counts),
+    {", ".join(f"latency[{i + 1}] AS {name}" for i, name in enumerate(LATENCY_QUANTILES))},
+    {_rate_sql()} AS request_rate_p95_per_min,
+    coalesce(cache_read_tokens, 0) / nullif(input_tokens, 0) AS cache_hit_rate
+FROM rated
+UNION ALL BY NAME
+SELECT 'context' AS part, {_window_sql(step_us)}, {dims}, bucket, {_bucket_edges_sql()},
+    requests, input_tokens, cost_usd, unpriced_requests
+FROM fine"""
+
+
+def _records_sql(step_us: int) -> str:
+    """The chunk's records with their window, dimensions, bucket, minute and retry facts."""
+    dimensions = ", ".join(f"{_DIMENSION_SQL.get(name, 'r.' + name)} AS {name}" for name in DIMENSIONS)
+    return f"""
+    SELECT epoch_us(r.start_time) // {step_us} AS window_id, {dimensions},
         r.status, r.duration_ms, {", ".join("r." + name for name in TOKEN_CLASSES)},
         CASE WHEN r.input_tokens IS NULL AND r.output_tokens IS NULL THEN NULL
             ELSE coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) END AS tokens,
@@ -91,34 +115,12 @@ records AS (
         (epoch_us(r.start_time) // {MINUTE_US} % {step_us // MINUTE_US})::SMALLINT AS minute,
         NOT {SUPERSEDED} AS is_final, {HTTP_EXTRA} AS http_extra
     FROM inferences r {HTTP_JOIN}
-    WHERE r.date BETWEEN $first_day AND $last_day AND r.start_time >= $start AND r.start_time < $end),
-fine AS MATERIALIZED (
-    SELECT window_id, {dims}, bucket,
-        {sums},
-        list(duration_ms) FILTER (duration_ms IS NOT NULL) AS durations, list(minute) AS minutes
-    FROM records GROUP BY ALL),
-coarse AS (
-    SELECT make_timestamp(window_id * {step_us})::TIMESTAMPTZ AS window_start, {dims}, {totals},
-        list_aggregate(flatten(list(durations)), 'quantile_cont', {quantiles}) AS latency,
-        list_sort(map_values(list_aggregate(flatten(list(minutes)), 'histogram'))) AS minute_counts,
-        greatest(1, ceil((epoch_ms(least(window_start + {step}, $now)) - epoch_ms(window_start)) / 60000))::INTEGER
-            AS elapsed_minutes
-    FROM fine GROUP BY ALL),
-rated AS (
-    SELECT *, greatest(elapsed_minutes, len(minute_counts)) AS rate_minutes,
-        {RATE_QUANTILE} * (greatest(elapsed_minutes, len(minute_counts)) - 1) AS rank
-    FROM coarse)
-SELECT 'rollup' AS part, window_start, window_start + {step} AS window_end, * EXCLUDE (window_start, latency,
-        minute_counts, elapsed_minutes, rank),
-    {latency}, {_rate_sql()} AS request_rate_p95_per_min,
-    cache_read_or_zero / nullif(input_tokens, 0) AS cache_hit_rate
-FROM rated
-UNION ALL BY NAME
-SELECT 'context' AS part, make_timestamp(window_id * {step_us})::TIMESTAMPTZ AS window_start,
-    make_timestamp((window_id + 1) * {step_us})::TIMESTAMPTZ AS window_end, {dims}, bucket,
-    {_bucket_edge_sql("bucket", low=True)} AS bucket_low, {_bucket_edge_sql("bucket", low=False)} AS bucket_high,
-    requests, input_tokens, cost_usd, unpriced_requests
-FROM fine"""
+    WHERE r.date BETWEEN $first_day AND $last_day AND r.start_time >= $start AND r.start_time < $end"""
+
+
+def _window_sql(step_us: int) -> str:
+    return (f"make_timestamp(window_id * {step_us})::TIMESTAMPTZ AS window_start, "
+            f"make_timestamp((window_id + 1) * {step_us})::TIMESTAMPTZ AS window_end")
 
 
 def _sql_type(column: str) -> str:
@@ -127,20 +129,23 @@ def _sql_type(column: str) -> str:
 
 
 def _rate_sql() -> str:
-    """quantile_cont over the window's minutes, zeros included: the sorted counts sit after the zero minutes."""
+    """quantile_cont over the window's minutes, idle ones included: sorted, the zeros come first."""
+    rank = f"({RATE_QUANTILE} * (rate_minutes - 1))"
+    zeros = "(rate_minutes - len(minute_counts))"
+
     def at(position: str) -> str:
-        zeros = "(rate_minutes - len(minute_counts))"
         return f"(CASE WHEN {position} < {zeros} THEN 0 ELSE minute_counts[{position} - {zeros} + 1] END)"
 
-    low, high = "floor(rank)::INTEGER", "ceil(rank)::INTEGER"
-    return f"({at(low)} + (rank - floor(rank)) * ({at(high)} - {at(low)}))"
+    low, high = f"floor({rank})::INTEGER", f"ceil({rank})::INTEGER"
+    return f"({at(low)} + ({rank} - floor({rank})) * ({at(high)} - {at(low)}))"
 
 
-def _bucket_edge_sql(bucket: str, low: bool) -> str:
+def _bucket_edges_sql() -> str:
+    """bucket_low (inclusive) and bucket_high (exclusive, NULL for the open last bucket)."""
     last = LAST_EDGE_EXP - FIRST_EDGE_EXP + 1
-    if low:
-        return f"CASE WHEN {bucket} = 0 THEN 0 ELSE (2::BIGINT ** ({bucket} + {FIRST_EDGE_EXP - 1}))::BIGINT END"
-    return f"CASE WHEN {bucket} >= {last} THEN NULL ELSE (2::BIGINT ** ({bucket} + {FIRST_EDGE_EXP}))::BIGINT END"
+    low = f"CASE WHEN bucket = 0 THEN 0 ELSE (2::BIGINT ** (bucket + {FIRST_EDGE_EXP - 1}))::BIGINT END"
+    high = f"CASE WHEN bucket < {last} THEN (2::BIGINT ** (bucket + {FIRST_EDGE_EXP}))::BIGINT END"
+    return f"{low} AS bucket_low, {high} AS bucket_high"
 
 
 def make_compute(granularity: str, hourly_table: str, context_table: str, with_metrics: bool):

@@ -111,10 +111,10 @@ class RunRecord:
 
 
 def connect(context: JobContext):
-    """A read-only warehouse connection with the jobs' memory and thread limits (spilling under tmp/)."""
+    """A read-only warehouse connection with the jobs' memory and thread limits (spilling under spill/)."""
     from warehouse.catalog import connect as catalog_connect
 
-    spill = Path(context.data_dir) / "tmp" / "duckdb"
+    spill = Path(context.data_dir) / "spill" / "jobs"
     spill.mkdir(parents=True, exist_ok=True)
     return catalog_connect(context.data_dir, settings={
         "memory_limit": context.settings.memory_limit, "threads": context.settings.threads,

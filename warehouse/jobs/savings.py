@@ -46,25 +46,27 @@ RELEVANT_SQL = f"""(NOT coalesce(cache_hit, false)
     AND coalesce(reasoning_tokens, 0) <= coalesce(output_tokens, 0))"""
 
 
-def projection(first_day, slot_minutes: int) -> str:
-    """Columns of the job's row projection: the savings group keys and token sums, NULL for other rows."""
-    only = f"CASE WHEN {RELEVANT_SQL} AND date >= DATE '{first_day.isoformat()}' THEN"
-    slot = f"(hour(start_time) * 60 + minute(start_time)) // {int(slot_minutes)}"
-    keys = {
-        "s_day": "date", "s_provider": "provider", "s_response_model": "response_model",
-        "s_request_model": "request_model", "s_tier": "pricing_tier", "s_pool": "compute_pool", "s_slot": slot,
-        "s_usage": "input_tokens IS NOT NULL OR output_tokens IS NOT NULL",
-        "s_input_key": f"CASE WHEN input_tokens > {LEVEL_CUTOFF} THEN input_tokens ELSE -1 END",
-        "s_cached": "coalesce(cache_read_tokens, 0) + coalesce(cache_write_tokens, 0) > 0",
-    }
-    sums = {f"s_{c}": f"coalesce({c}, 0)" for c in TOKEN_COLUMNS}
-    return ",\n".join(f"{only} {expr} END AS {name}" for name, expr in {**keys, **sums}.items())
+def fine_keys(first_day, slot_minutes: int) -> list[str]:
+    """Keys the job's fine aggregation adds for savings: what a price depends on, and the tier level."""
+    return [
+        "provider", "response_model", "request_model", "pricing_tier", "compute_pool",
+        f"(hour(start_time) * 60 + minute(start_time)) // {int(slot_minutes)} AS slot",
+        "input_tokens IS NOT NULL OR output_tokens IS NOT NULL AS usage",
+        f"CASE WHEN input_tokens > {LEVEL_CUTOFF} THEN input_tokens ELSE -1 END AS input_key",
+        f"{RELEVANT_SQL} AND date >= DATE '{first_day.isoformat()}' AS relevant",
+    ]
 
 
+FINE_SUMS = [f"sum(coalesce({c}, 0)) AS s_{c}" for c in TOKEN_COLUMNS] + [
+    "count(*) FILTER (WHERE coalesce(cache_read_tokens, 0) + coalesce(cache_write_tokens, 0) > 0) AS s_cached_records"]
 GROUP_KEYS = ("s_day", "service", "model", "s_provider", "s_response_model", "s_request_model", "s_tier", "s_pool",
               "s_slot", "s_usage", "s_input_key")
-AGGREGATES = ", ".join([f"sum(s_{c}) AS s_{c}" for c in TOKEN_COLUMNS]
-                       + ["count(*) FILTER (WHERE s_cached) AS s_cached_records"])
+_OWN_KEYS = {"s_day": "day", "s_provider": "provider", "s_response_model": "response_model",
+             "s_request_model": "request_model", "s_tier": "pricing_tier", "s_pool": "compute_pool",
+             "s_slot": "slot", "s_usage": "usage", "s_input_key": "input_key"}
+ROLLUP_KEYS = [f"CASE WHEN relevant THEN {column} END AS {name}" for name, column in _OWN_KEYS.items()]
+ROLLUP_SUMS = [f"sum(s_{c})::BIGINT AS s_{c}" for c in TOKEN_COLUMNS] + [
+    "sum(s_cached_records)::BIGINT AS s_cached_records"]
 
 
 def price_groups(groups: pa.Table, book, slot_minutes: int) -> list[dict]:

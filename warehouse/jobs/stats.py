@@ -41,10 +41,10 @@ class TestResult:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def insufficient(test: str, n_reference: int, n_current: int, min_samples: int) -> TestResult:
+def insufficient(test: str, n_reference: int, n_current: int, min_samples: int, reason: str = "") -> TestResult:
     """Too few observations on a side: the result says so and claims no statistic."""
     return TestResult(test, None, None, int(n_reference), int(n_current), "insufficient",
-                      detail={"reason": f"fewer than {min_samples} observations on a side"})
+                      detail={"reason": reason or f"fewer than {min_samples} observations on a side"})
 
 
 def _too_few(n_reference: int, n_current: int, min_samples: int) -> bool:

@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from warehouse.jobs.runner import Metric, Window
 
-_TOTALS = ["requests", "unpriced_requests", "unpriced_tokenless", "cost_usd", "priced_tokens",
-           "priced_token_cost_usd", "unpriced_input_tokens", "unpriced_output_tokens"]
+_COUNTS = ["requests", "unpriced_requests", "unpriced_tokenless", "unpriced_input_tokens", "unpriced_output_tokens"]
+_TOTALS = [*_COUNTS, "cost_usd", "priced_tokens", "priced_token_cost_usd"]
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,7 @@ def _totals(rollup: pa.Table, keys: list[str]) -> list[dict]:
 
 def _as_totals(row: dict | None) -> Totals:
     row = row or {}
-    counts = {name: row.get(name) or 0 for name in
-              ("requests", "unpriced_requests", "unpriced_tokenless", "unpriced_input_tokens", "unpriced_output_tokens")}
+    counts = {name: row.get(name) or 0 for name in _COUNTS}
     return Totals(**counts, cost_usd=row.get("cost_usd"), priced_tokens=row.get("priced_tokens"),
                   priced_token_cost_usd=row.get("priced_token_cost_usd"))
 

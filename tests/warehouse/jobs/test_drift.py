@@ -35,7 +35,8 @@ def traffic(span, n, **columns):
 
 
 def labels(n, approve):
-    return ["approve"] * approve + ["decline"] * (n - approve)
+    """``approve`` approvals spread evenly among ``n`` decisions (any stretch of time has the same share)."""
+    return ["approve" if (i + 1) * approve // n > i * approve // n else "decline" for i in range(n)]
 
 
 def run_drift(data_dir, now=NOW, window=WINDOW, **settings):
@@ -186,6 +187,7 @@ def test_new_model_version_is_compared_with_the_one_it_replaced(tmp_path):
     assert (row["current_start"], row["current_end"]) == (switch, utc(2026, 6, 22))
     assert (row["n_reference"], row["n_current"]) == (450, 450)
     v1_in_span = sum(1 for r in v1 if utc(2026, 6, 16) <= r["start_time"] < switch and r["decision_label"] == "approve")
+    assert v1_in_span == 225
     assert row["statistic"] == pytest.approx(z_by_hand(v1_in_span, 450, 315, 450))
     assert row["verdict"] == "drift" and row["effect"] == pytest.approx(abs(315 / 450 - v1_in_span / 450))
     assert pick(rows, "labels", version="v2")["verdict"] == "insufficient"  # no reference window of its own
@@ -220,6 +222,13 @@ def test_duplicates_count_once_and_samples_are_bounded(tmp_path):
     assert 850 <= detail["sample_reference"] <= 1150 and 780 <= detail["sample_current"] <= 1040
     assert ks_row["statistic"] == pytest.approx(0.3, abs=0.06) and ks_row["verdict"] == "drift"
     assert pick(rows, "error_rate")["n_current"] == 3000
+
+
+def test_empty_warehouse_and_bad_settings(tmp_path):
+    land_records(tmp_path, traffic((utc(2026, 1, 1), utc(2026, 1, 2)), 5))  # long before any window
+    assert run_drift(tmp_path) == []
+    with pytest.raises(ValueError, match="psi_major"):
+        DriftConfig(psi_minor=0.3, psi_major=0.2)
 
 
 def test_registered_and_scheduled():

@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from inferledger.app import RunningServer
+from tests.conftest import make_config, wait_for_rows
 from tests.warehouse.jobs.records import land_records, record, utc
 from warehouse.catalog import query
 from warehouse.jobs.registry import all_jobs
 from warehouse.jobs.rollups import ROLLUPS_DAILY_JOB, ROLLUPS_JOB
-from warehouse.jobs.runner import JobContext, run_job, windows_between
+from warehouse.jobs.runner import JobContext, floor_time, run_job, windows_between
 from warehouse.jobs.unpriced import Rates, Totals, unpriced_share
 
 HOUR = (utc(2025, 3, 4, 10), utc(2025, 3, 4, 11))
@@ -235,8 +243,6 @@ output_mtok = 4.0
 
 def _chat(tracer, parent, start, duration_ms: float, model: str = "acme-llm", usage=None, failed: bool = False):
     """One inference span with exact start and end times (nanoseconds), as an instrumentation would send it."""
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-
     attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "acme", "gen_ai.request.model": model,
                   "inferledger.feature.name": "faq"}
     if usage:
@@ -253,18 +259,7 @@ def _chat(tracer, parent, start, duration_ms: float, model: str = "acme-llm", us
 
 
 def test_spans_from_the_sdk_through_a_collector(tmp_path):
-    from datetime import UTC, datetime
-
-    from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
-    from inferledger.app import RunningServer
-    from tests.conftest import make_config, wait_for_rows
-    from warehouse.jobs.runner import floor_time
-
+    """Real SDK, real OTLP/HTTP exporter, real collector (with a user price file), then the job."""
     prices = tmp_path / "prices.toml"
     prices.write_text(PRICES)
     hour = floor_time(datetime.now(UTC), "hour") - timedelta(hours=2)

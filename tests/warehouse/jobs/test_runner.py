@@ -184,3 +184,15 @@ def test_a_window_with_nothing_left_removes_its_rows(data_dir):
     run_job(empty, context, window)
     assert query(data_dir, "SELECT count(*) AS n FROM test_counts")["n"][0].as_py() == 0
     assert timedelta(hours=1) == window[0][1] - window[0][0]
+
+
+def test_the_server_starts_after_jobs_ran_from_the_cli(data_dir):
+    """Jobs leave DuckDB spill directories behind; the lander's crash recovery must not trip over them."""
+    from inferledger.app import RunningServer
+
+    run_job(COUNT_JOB, JobContext(data_dir, now=utc(2026, 11, 3)), [(utc(2026, 11, 2), utc(2026, 11, 3))])
+    assert (data_dir / "spill" / "jobs").is_dir()
+    (data_dir / "tmp" / "leftover.parquet").write_bytes(b"half-written")
+    with RunningServer(make_config(data_dir)):
+        pass
+    assert not (data_dir / "tmp" / "leftover.parquet").exists()

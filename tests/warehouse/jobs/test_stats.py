@@ -44,9 +44,9 @@ def test_psi_over_reference_quantile_bins():
     current = np.concatenate([np.arange(300, 1000, dtype=float), np.arange(300, 600, dtype=float)])
     edges = quantile_edges(reference, 10)
     assert edges == pytest.approx([99.9 * i for i in range(1, 10)])
-    by_hand_edges = [-np.inf] + [99.9 * i for i in range(1, 10)] + [np.inf]
-    reference_counts = [int(((reference > lo) & (reference <= hi)).sum()) for lo, hi in zip(by_hand_edges, by_hand_edges[1:])]
-    current_counts = [int(((current > lo) & (current <= hi)).sum()) for lo, hi in zip(by_hand_edges, by_hand_edges[1:])]
+    bounds = [-np.inf] + [99.9 * i for i in range(1, 10)] + [np.inf]
+    reference_counts = [int(((reference > lo) & (reference <= hi)).sum()) for lo, hi in zip(bounds, bounds[1:])]
+    current_counts = [int(((current > lo) & (current <= hi)).sum()) for lo, hi in zip(bounds, bounds[1:])]
     assert reference_counts == [100] * 10
     assert current_counts == [0, 0, 0, 200, 200, 200, 100, 100, 100, 100]
     result = psi(bin_counts(reference, edges), bin_counts(current, edges))
