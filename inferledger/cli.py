@@ -85,6 +85,8 @@ def serve(
     console.print(f"  metrics    http://{server.host}:{pipeline.http_port}/metrics")
     console.print(f"  audit API  http://{server.host}:{pipeline.http_port}/api/v1 (OpenAPI at /docs)")
     console.print(startup_notice(pipeline.api.gate, server.host))
+    if pipeline.signing_key is None:
+        console.print("  chain heads are not signed: set [audit] signing_key_file (see `inferledger heads keygen`)")
     try:
         serve_http(pipeline, log_level=log_level)
     finally:

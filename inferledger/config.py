@@ -152,6 +152,27 @@ class Config(Section):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list, description="Webhook channels for alerts, one `[[webhooks]]` table each.")
 
+    @field_validator("budgets")
+    @classmethod
+    def _unique_budget_names(cls, budgets: list[BudgetConfig]) -> list[BudgetConfig]:
+        """Alerts, reports and the variance table key budgets by name: two with one name would mix."""
+        names = [budget.name for budget in budgets]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"budget names must be unique; repeated: {', '.join(repeated)}")
+        return budgets
+
+    @field_validator("jobs")
+    @classmethod
+    def _known_job_names(cls, jobs: JobsConfig) -> JobsConfig:
+        from warehouse.jobs.registry import all_jobs
+
+        known = {job.name for job in all_jobs()}
+        unknown = sorted((set(jobs.schedules) | set(jobs.disabled)) - known)
+        if unknown:
+            raise ValueError(f"unknown job name(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return jobs
+
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
     """Load the TOML file (if any), apply environment and explicit overrides, validate.

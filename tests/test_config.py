@@ -71,3 +71,12 @@ def test_storage_settings_reach_the_storage_layer(tmp_path):
     assert settings.wal_compression == "lz4" and settings.compaction.enabled is False
     assert settings.max_wal_file_bytes == 8 * 1024 * 1024
     assert storage_settings(load_config(None, environ={}), book=None).wal_compression is None
+
+
+def test_budget_names_are_unique_and_job_names_known(tmp_path):
+    from inferledger.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="budget names must be unique; repeated: all"):
+        load_config(None, environ={}, budgets=[{"name": "all", "amount_usd": 1.0}, {"name": "all", "amount_usd": 2.0}])
+    with pytest.raises(ConfigError, match="unknown job name.*rolups"):
+        load_config(None, environ={}, jobs__disabled=["rolups"])

@@ -84,6 +84,7 @@ def connect(data_dir: Path, read_only: bool = True,
         con = duckdb.connect(":memory:")
         try:
             con.execute("SET TimeZone = 'UTC'")  # start_time::DATE must agree with the partitions
+            con.execute("SET enable_progress_bar = false")  # jobs and the CLI print their own progress
             for name, value in (settings or {}).items():
                 con.execute(f"SET {name} = {_quote(str(value))}")
             create_views(con, data_dir)  # binding globs: a compaction may delete a file meanwhile

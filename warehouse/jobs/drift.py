@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 
 from warehouse.jobs.config import DriftConfig
-from warehouse.jobs.drift_plan import (Comparison, Key, Presence, WindowPlan, choose_replaced, key_order, new_versions,
-                                       plan_windows, sample_thresholds, slices_for, version_candidates,
-                                       window_comparisons)
+from warehouse.jobs.drift_plan import (Comparison, Key, Presence, WindowPlan, choose_replaced, key_order,
+                                       new_versions, plan_windows, sample_thresholds, slices_for,
+                                       version_candidates, window_comparisons)
 from warehouse.jobs.drift_read import (BINNED, Histograms, Sample, key_hashes, read_histograms, read_presence,
                                        read_sample, read_seen_before)
 from warehouse.jobs.results import with_window
