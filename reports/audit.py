@@ -57,6 +57,7 @@ class AuditReport:
     sample: list[dict]
     events: list[EventSection]
     population_rows: int
+    reviews: list[dict] = field(default_factory=list)
     queries: list[LoggedQuery] = field(default_factory=list)
 
     @property
@@ -84,10 +85,48 @@ def build_audit(data_dir: Path, scope: Scope, config: ReportsConfig, seed: int |
             by_version=_pivot(warehouse, scope, ["model", "model_version"]),
             by_day=_pivot(warehouse, scope, ["hour::DATE AS day"]),
             **_completeness(warehouse, scope), sample=population.sample, events=read_events(warehouse, scope),
-            population_rows=population.rows,
+            population_rows=population.rows, reviews=_reviews(warehouse, scope),
         )
         report.queries = warehouse.queries
     return report
+
+
+REVIEWS_SQL = """
+WITH reviews AS (
+    SELECT trace_id, span_id, reviewed_span_id, review_override, review_duration_s, cost_usd, date
+    FROM inferences_all
+    WHERE date BETWEEN ? AND ? AND start_time >= ? AND start_time < ? AND review_outcome IS NOT NULL {system}
+    QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY ingest_time) = 1),
+decisions AS (  -- the decision a review concerns: its span link, else the decision in the same trace
+    SELECT trace_id, span_id, coalesce(response_model, request_model) AS model, model_version
+    FROM inferences_all
+    WHERE date BETWEEN ?::DATE - 31 AND ? AND decision_label IS NOT NULL AND review_outcome IS NULL
+      AND (trace_id IN (SELECT trace_id FROM reviews) OR span_id IN (SELECT reviewed_span_id FROM reviews))
+    QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY ingest_time) = 1),
+linked AS (
+    SELECT r.*, d.model, d.model_version FROM reviews r
+    LEFT JOIN decisions d ON d.span_id = r.reviewed_span_id OR d.trace_id = r.trace_id
+    QUALIFY row_number() OVER (PARTITION BY r.trace_id, r.span_id
+                               ORDER BY (d.span_id = r.reviewed_span_id) DESC NULLS LAST, d.span_id) = 1)
+SELECT l.model, l.model_version, count(*) AS reviews, count(*) FILTER (WHERE l.review_override) AS overrides,
+       count(*) FILTER (WHERE l.review_override) / count(*) AS override_rate,
+       sum(l.review_duration_s) / 3600 AS review_hours,
+       sum(coalesce(c.c.cost_usd, l.cost_usd)) AS review_cost_usd
+FROM linked l LEFT JOIN latest_costs c ON c.date = l.date AND c.trace_id = l.trace_id AND c.span_id = l.span_id
+GROUP BY ALL ORDER BY l.model NULLS LAST, l.model_version NULLS LAST
+"""
+
+
+def _reviews(warehouse: Warehouse, scope: Scope) -> list[dict]:
+    """Human reviews in the period by the model version of the decision they review, with overrides.
+
+    Read from ``inferences_all`` (copies of a span are identical, so deduplicating the
+    few review rows after filtering is exact) to avoid deduplicating the whole period.
+    """
+    system = "AND service_name = ?" if scope.system else ""
+    params = [scope.date_from, scope.date_to, scope.start, scope.end] + ([scope.system] if scope.system else [])
+    return warehouse.rows("human reviews and overrides by model version", REVIEWS_SQL.format(system=system),
+                          params + [scope.date_from, scope.date_to])
 
 
 def _scoped(scope: Scope) -> tuple[str, list]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reports.audit import AuditReport, Pivot
-from reports.formatting import cell, count, number, percent, timestamp, unit_money
+from reports.formatting import cell, count, money, number, percent, timestamp, unit_money
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,17 @@ def sample(report: AuditReport, symbol: str = "$") -> TextTable:
                      rows, frozenset({0, 7, 9, 10, 11}), (3, 9, 14, 7, 10, 16, 6, 5, 10, 3, 7, 10))
 
 
+def reviews(report: AuditReport, symbol: str = "$") -> TextTable:
+    rows = [[cell(r["model"]), cell(r["model_version"]), count(r["reviews"]), count(r["overrides"]),
+             percent(r["override_rate"]), f"{r['review_hours'] or 0:,.1f}",
+             money(r["review_cost_usd"], symbol) if r["review_cost_usd"] is not None else "unpriced"]
+            for r in report.reviews]
+    return TextTable("Human reviews by model version",
+                     ["Model", "Version", "Reviews", "Overrides", "Override rate", "Reviewer hours", "Review cost"],
+                     rows, frozenset({2, 3, 4, 5, 6}), (4, 3, 2, 2, 2, 2, 3))
+
+
 def key_tables(report: AuditReport, symbol: str = "$") -> list[TextTable]:
     return [inventory(report), outcomes(report), pivot("Decisions by model version", report.by_version),
-            pivot("Decisions by day", report.by_day), reconciliation(report), sample(report, symbol)]
+            pivot("Decisions by day", report.by_day), reviews(report, symbol), reconciliation(report),
+            sample(report, symbol)]

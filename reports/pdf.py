@@ -127,6 +127,11 @@ def write_pdf(report: AuditReport, path: Path, title: str, input_hash_doc: str, 
     for name in ("Decisions by outcome", "Decisions by model version", "Decisions by day"):
         pdf.heading(name.replace("Decisions by", "By"), 2)
         pdf.table_of(tables[name])
+    pdf.heading("Human reviews by model version", 2)
+    if report.reviews:
+        pdf.table_of(tables["Human reviews by model version"])
+    else:
+        pdf.paragraph("No human reviews in scope.")
     _completeness(pdf, report, tables["Records per day: manifest vs view"])
     pdf.heading("6. Random sample of decisions")
     pdf.paragraph(f"Seed {report.seed}, {len(report.sample)} of {count(report.totals.get('decisions'))} decisions.")

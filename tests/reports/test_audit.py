@@ -175,3 +175,36 @@ def test_cli(audit_dir, tmp_path):
     assert backwards.exit_code == 2 and "the period ends (2026-11-01) before it starts (2026-11-04)" in backwards.output
     not_a_date = runner.invoke(app, [*base, "--from", "November", "--to", "2026-11-01"])
     assert not_a_date.exit_code == 2 and "--from 'November' is not a date: use YYYY-MM-DD" in not_a_date.output
+
+
+def test_human_reviews_are_counted_by_the_model_version_they_review(tmp_path):
+    """Three reviews: one of a v1 decision (override, 30 min, $24), one of a v2 decision in the same trace
+    (15 min, $12), one of a v2 decision linked from another trace (override, 6 min, $4.80).
+    v1: 1 review, 1 override (100%), 0.5 h, $24.00; v2: 2 reviews, 1 override (50%), 0.35 h, $16.80."""
+    from datetime import date as day
+
+    from reports.audit import build_audit
+    from reports.config import ReportsConfig
+    from reports.decisions import Scope
+    from tests.warehouse.jobs.records import land_records, record, utc
+
+    at = utc(2026, 11, 10, 9)
+    v1 = record(at, trace_id="a" * 32, decision_label="decline", model_version="v1", request_model="fraud-gbm")
+    v2 = record(at, trace_id="b" * 32, decision_label="decline", model_version="v2", request_model="fraud-gbm")
+    v2_linked = record(at, trace_id="c" * 32, decision_label="review", model_version="v2", request_model="fraud-gbm")
+    review = dict(review_outcome="approve", cost_source="human_review")
+    land_records(tmp_path, [
+        v1, v2, v2_linked,
+        record(at, trace_id="a" * 32, review_override=True, review_duration_s=1800.0, cost_usd=24.0, **review),
+        record(at, trace_id="b" * 32, review_override=False, review_duration_s=900.0, cost_usd=12.0, **review),
+        record(at, trace_id="d" * 32, reviewed_span_id=v2_linked["span_id"], review_override=True,
+               review_duration_s=360.0, cost_usd=4.8, **review),
+    ])
+    report = build_audit(tmp_path, Scope(day(2026, 11, 10), day(2026, 11, 10)), ReportsConfig())
+    rows = [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in report.reviews]
+    assert rows == [
+        {"model": "fraud-gbm", "model_version": "v1", "reviews": 1, "overrides": 1, "override_rate": 1.0,
+         "review_hours": 0.5, "review_cost_usd": 24.0},
+        {"model": "fraud-gbm", "model_version": "v2", "reviews": 2, "overrides": 1, "override_rate": 0.5,
+         "review_hours": 0.35, "review_cost_usd": 16.8},
+    ]
