@@ -159,6 +159,8 @@ def demo(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     columns = (TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    if config.alerts.dashboard_url is None:  # alert messages link to the pages of this server
+        config.alerts.dashboard_url = f"{server.http_url}/dashboard"
     try:
         with Progress(*columns, console=console) as progress:
             traffic = progress.add_task("sending traffic (days)", total=days * len(demo_stages.SERVICES))

@@ -25,8 +25,23 @@ def test_demo_plays_traffic_prices_it_and_exits(tmp_path):
     assert by_service["trading-signals"]["n"] >= 240 and by_service["support-assistant"]["n"] >= 480
     priced = query(data_dir, "select count(*) filter (where cost_usd is null) as unpriced, "
                              "count(*) filter (where cost_source = 'unpriced') as marked from inferences "
-                             "where request_model is distinct from 'signal-ranker-7b' and review_outcome is null")
-    assert priced.to_pylist() == [{"unpriced": 0, "marked": 0}]  # the GPU pool is allocated, the LLMs are listed
+                             "where request_model is distinct from 'signal-ranker-7b'")
+    assert priced.to_pylist() == [{"unpriced": 0, "marked": 0}]  # GPU pool allocated, LLMs listed, reviewer time
     ranker = query(data_dir, "select distinct cost_source, cost_usd from inferences "
                              "where request_model = 'signal-ranker-7b'").to_pylist()
     assert ranker == [{"cost_source": "unpriced", "cost_usd": None}]  # nobody priced it: NULL, never $0
+
+    # every job ran, alerts and the weekly email are in the mailbox, the audit report is written
+    from warehouse.jobs.registry import all_jobs
+
+    runs = query(data_dir, "select job, status from job_runs").to_pylist()
+    assert {r["job"] for r in runs} == {job.name for job in all_jobs()} and {r["status"] for r in runs} == {"ok"}
+    reviews = query(data_dir, "select distinct cost_source from inferences where review_outcome is not null")
+    assert reviews.to_pylist() == [{"cost_source": "human_review"}]
+    subjects = [line for mail in (data_dir / "mailbox").glob("*.eml")
+                for line in mail.read_text().splitlines() if line.startswith("Subject:")]
+    assert any("AI inference $" in line for line in subjects), subjects
+    assert any("FIRING" in line for line in subjects), subjects  # the month overshoots its budgets
+    audits = list((data_dir / "reports").glob("audit-*/report.pdf"))
+    assert len(audits) == 1 and audits[0].read_bytes().startswith(b"%PDF")
+    assert "weekly email" in result.stderr and "/dashboard" in result.stderr  # the summary names what to open
