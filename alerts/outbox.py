@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from alerts.notification import Notification
-from warehouse.landing import write_atomically
+from warehouse.landing import tmp_dir, write_atomically
 
 OUTBOX_DIR = Path("alerts") / "outbox"
 log = logging.getLogger(__name__)
@@ -66,6 +66,5 @@ def remove(entry: Entry) -> None:
 def _write(data_dir: Path, entry: Entry) -> None:
     data = {"notification": entry.notification.to_dict(), "channel": entry.channel,
             "enqueued_at": entry.enqueued_at.isoformat(), "attempts": entry.attempts}
-    tmp = Path(data_dir) / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    write_atomically(json.dumps(data, sort_keys=True, default=str).encode(), entry.path, tmp, fsync=True)
+    write_atomically(json.dumps(data, sort_keys=True, default=str).encode(), entry.path, tmp_dir(data_dir),
+                     fsync=True)

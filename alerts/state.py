@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.jobs.results import append_rows, ensure_table, table_dir
-from warehouse.landing import write_atomically
+from warehouse.landing import tmp_dir, write_atomically
 
 STATES_TABLE, EVENTS_TABLE = "alert_states", "alert_events"
 DELIVERIES_TABLE, SILENCES_TABLE = "alert_deliveries", "alert_silences"
@@ -110,7 +110,7 @@ def save_states(data_dir: Path, states: dict[str, AlertState]) -> None:
     table = pa.Table.from_pylist([asdict(state) for state in states.values()], schema=STATES_SCHEMA)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    write_atomically(sink.getvalue(), table_dir(data_dir, STATES_TABLE) / STATES_FILE, _tmp(data_dir), fsync=True)
+    write_atomically(sink.getvalue(), table_dir(data_dir, STATES_TABLE) / STATES_FILE, tmp_dir(data_dir), fsync=True)
 
 
 def append_log(data_dir: Path, table: str, schema: pa.Schema, rows: list[dict], day: datetime) -> None:
@@ -125,12 +125,6 @@ def read_log(data_dir: Path, table: str, schema: pa.Schema) -> list[dict]:
     parts = [pq.read_table(path).cast(schema) for path in sorted(directory.glob("*.parquet"))
              if not path.name.startswith("_")] if directory.exists() else []
     return pa.concat_tables(parts).to_pylist() if parts else []
-
-
-def _tmp(data_dir: Path) -> Path:
-    path = Path(data_dir) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class EvaluationBusy(Exception):

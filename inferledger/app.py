@@ -22,22 +22,22 @@ from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from alerts import run_alerts
 from collector import otlp_grpc, otlp_http
 from collector.metrics import PipelineMetrics
 from collector.normalize import NormalizeSettings
-from collector.redact import RedactionRules
 from collector.receiver import Receiver
+from collector.redact import RedactionRules
 from collector.workers import NormalizerPool
 from inferledger.api import ApiServices, api_services, mount_api
 from inferledger.auth import AuthSetupError, ingest_authenticator
 from inferledger.config import Config, subject_key
-from alerts import run_alerts
-from reports.weekly_email import send_weekly_report
 from inferledger.health import HealthRecorder
+from inferledger.scheduler import JobEnvironment, add_task, start_scheduler
+from reports.weekly_email import send_weekly_report
+from warehouse.compaction import CompactionSettings
 from warehouse.retention import apply_retention
 from warehouse.signing import SigningKeyError, configured_private_key, sign_head
-from inferledger.scheduler import JobEnvironment, add_task, start_scheduler
-from warehouse.compaction import CompactionSettings
 from warehouse.storage import Storage, StorageSettings
 
 

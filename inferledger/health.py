@@ -58,14 +58,14 @@ class HealthRecorder:
             self.hour, self.baseline = hour, self.last
         self.last = current
         window = (hour, hour + STEP["hour"])
-        metrics = [Metric(window, "collector.rejected_spans", 0.0, {"reason": "any"}, verdict="ok")]
+        by_label = []
         for (name, label), value in sorted(current.items()):
             count = value - self.baseline.get((name, label), 0.0)
             key = "reason" if name == "collector.rejected_spans" else "answer"
-            metrics.append(Metric(window, name, count, {key: label}, verdict="rejecting" if count else "ok"))
-        rejected = sum(m.value for m in metrics[1:] if m.metric == "collector.rejected_spans")
-        metrics[0] = Metric(window, "collector.rejected_spans", rejected, {"reason": "any"},
-                            verdict="rejecting" if rejected else "ok")
+            by_label.append(Metric(window, name, count, {key: label}, verdict="rejecting" if count else "ok"))
+        rejected = sum(m.value for m in by_label if m.metric == "collector.rejected_spans")
+        metrics = [Metric(window, "collector.rejected_spans", rejected, {"reason": "any"},
+                          verdict="rejecting" if rejected else "ok"), *by_label]
         replace_windows(self.data_dir, METRICS_TABLE, "collector", METRICS_SCHEMA, [window],
                         metrics_table("collector", metrics, now))
         return metrics

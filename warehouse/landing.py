@@ -144,6 +144,13 @@ def parquet_options(schema: pa.Schema, settings: ParquetSettings) -> dict:
     }
 
 
+def tmp_dir(data_dir: Path) -> Path:
+    """The data directory's scratch folder for atomic writes (same file system as the destinations)."""
+    path = Path(data_dir) / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write_atomically(data: pa.Buffer | bytes, dest: Path, tmp_dir: Path, fsync: bool = True) -> None:
     """tmp file + fsync + rename + fsync(dir): a reader sees the whole file or none of it."""
     tmp = tmp_dir / f"{dest.name}.{os.getpid()}.tmp"

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.landing import ParquetSettings, parquet_options, write_atomically
+from warehouse.landing import ParquetSettings, parquet_options, tmp_dir, write_atomically
 from warehouse.manifest import LiveFiles, Manifest, file_sha256, opened
 from warehouse.wal import fsync_dir
 
@@ -74,9 +74,7 @@ def write_log_table(data_dir: Path, dataset: str, name: str, table: pa.Table, da
     pq.write_table(table, sink, **parquet_options(table.schema, ParquetSettings()))
     data = sink.getvalue()
     relpath = f"parquet/{dataset}/date={day.isoformat()}/{name}.parquet"
-    tmp_dir = Path(data_dir) / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(data, Path(data_dir) / relpath, tmp_dir)
+    write_atomically(data, Path(data_dir) / relpath, tmp_dir(data_dir))
     return {"dataset": dataset, "file": relpath, "rows": table.num_rows, "bytes": data.size,
             "sha256": hashlib.sha256(data).hexdigest()}
 

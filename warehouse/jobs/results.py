@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from warehouse.landing import write_atomically
+from warehouse.landing import tmp_dir, write_atomically
 
 RESULTS_DIR = "results"
 SCHEMA_FILE = "_schema.parquet"
@@ -56,7 +56,7 @@ def ensure_table(data_dir: Path, table: str, schema: pa.Schema) -> None:
         return
     sink = pa.BufferOutputStream()
     pq.write_table(schema.empty_table(), sink)
-    write_atomically(sink.getvalue(), path, _tmp_dir(data_dir), fsync=False)
+    write_atomically(sink.getvalue(), path, tmp_dir(data_dir), fsync=False)
 
 
 def replace_windows(data_dir: Path, table: str, job: str, schema: pa.Schema,
@@ -125,13 +125,7 @@ def _write_or_remove(data_dir: Path, path: Path, table: pa.Table | None, schema:
         return
     sink = pa.BufferOutputStream()
     pq.write_table(table.cast(schema), sink, compression="zstd")
-    write_atomically(sink.getvalue(), path, _tmp_dir(data_dir), fsync=True)
-
-
-def _tmp_dir(data_dir: Path) -> Path:
-    path = Path(data_dir) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    write_atomically(sink.getvalue(), path, tmp_dir(data_dir), fsync=True)
 
 
 @contextmanager

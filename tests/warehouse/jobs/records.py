@@ -31,22 +31,7 @@ def record(start_time: datetime, **fields) -> dict:
 
 def land_records(data_dir: Path, rows: list[dict]) -> None:
     """Land ``rows`` (dicts of RECORD_SCHEMA columns; missing ones NULL) as the server would."""
-    data_dir = Path(data_dir)
-    wal = WriteAheadLog(data_dir / "wal", fsync=False)
-    wal.open()
-    try:
-        wal.append("inferences", to_batch(rows)).result()
-        wal.flush().result()
-        manifest = Manifest(manifest_path(data_dir), fsync=False)
-        try:
-            (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
-            lander = Lander(data_dir, wal, manifest, fsync=False)
-            for path in wal.sealed_files():
-                lander.land_file(path)
-        finally:
-            manifest.close()
-    finally:
-        wal.close()
+    land_batch(Path(data_dir), "inferences", to_batch(rows))
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -57,7 +42,7 @@ def land_http_attempts(data_dir: Path, rows: list[dict]) -> None:
     """Land ``rows`` (dicts of HTTP_ATTEMPT_SCHEMA columns) as the ``http_attempts`` dataset, as the server would."""
     from warehouse.record import HTTP_ATTEMPT_SCHEMA
 
-    _land_dataset(Path(data_dir), "http_attempts", to_batch(rows, HTTP_ATTEMPT_SCHEMA))
+    land_batch(Path(data_dir), "http_attempts", to_batch(rows, HTTP_ATTEMPT_SCHEMA))
 
 
 def http_attempt(parent: dict, start_time: datetime, status_code: int | None, resend_count: int = 0,
@@ -71,7 +56,8 @@ def http_attempt(parent: dict, start_time: datetime, status_code: int | None, re
     return values
 
 
-def _land_dataset(data_dir: Path, dataset: str, batch) -> None:
+def land_batch(data_dir: Path, dataset: str, batch, transform=None) -> None:
+    """Land one batch through the real write-ahead log and lander (with the landing ``transform``, if any)."""
     wal = WriteAheadLog(data_dir / "wal", fsync=False)
     wal.open()
     try:
@@ -80,7 +66,7 @@ def _land_dataset(data_dir: Path, dataset: str, batch) -> None:
         manifest = Manifest(manifest_path(data_dir), fsync=False)
         try:
             (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
-            lander = Lander(data_dir, wal, manifest, fsync=False)
+            lander = Lander(data_dir, wal, manifest, transform=transform, fsync=False)
             for path in wal.sealed_files():
                 lander.land_file(path)
         finally:

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from warehouse.landing import Lander
-from warehouse.manifest import Manifest, manifest_path
+from tests.warehouse.jobs.records import land_batch
 from warehouse.pricing.cost import PricingDefaults, landing_transform, price_table
 from warehouse.record import to_batch
-from warehouse.wal import WriteAheadLog
 
 PRICES = Path(__file__).resolve().parents[2] / "data" / "prices"
 DAY = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # after every batch/flex variant in genai-prices 0.2.3 starts
@@ -39,21 +37,7 @@ def price_rows(book, *rows: dict, defaults: PricingDefaults = PricingDefaults())
 
 def land(data_dir: Path, rows: list[dict], book) -> None:
     """Land rows through the real write-ahead log and lander, with the pricing hook, as the server does."""
-    wal = WriteAheadLog(data_dir / "wal", fsync=False)
-    wal.open()
-    try:
-        wal.append("inferences", to_batch(rows)).result()
-        wal.flush().result()
-        manifest = Manifest(manifest_path(data_dir), fsync=False)
-        try:
-            (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
-            lander = Lander(data_dir, wal, manifest, transform=landing_transform(book), fsync=False)
-            for path in wal.sealed_files():
-                lander.land_file(path)
-        finally:
-            manifest.close()
-    finally:
-        wal.close()
+    land_batch(Path(data_dir), "inferences", to_batch(rows), transform=landing_transform(book))
 
 
 def at(day: date, hour: int = 12, minute: int = 0) -> datetime:
