@@ -7,7 +7,7 @@ from inferledger.cli import app
 from tests.warehouse.jobs.records import land_records, record, utc
 from warehouse.catalog import query
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "250"})  # wide enough that table cells do not wrap
 
 
 def test_backfill_a_range_then_list_shows_the_run(tmp_path):
