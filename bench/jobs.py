@@ -5,7 +5,7 @@
 Writes ``--records`` synthetic inference records (three services, ten models with
 versions, tenants, features, decisions with scores, app-level retries with
 request keys, errors, cache reads, a batch tier, an unpriced model) straight into
-the warehouse layout, then runs every job of the registry over all windows of the
+the warehouse layout (0.1% of the spans twice, as exporter retries leave them), then runs every job of the registry over all windows of the
 period, as ``inferledger jobs run all --from --to`` does, and reports wall time per
 job and the peak resident memory of the process (DuckDB's memory included; jobs
 run with the default ``[jobs]`` memory limit).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import shutil
 import sys
@@ -53,6 +54,9 @@ MIX = [
 ]
 TENANTS = ["acme", "globex", "initech", "umbrella"]
 FEATURES = ["chat", "screening", "signals", "summaries"]
+
+
+RESENT_EVERY = 1000  # one span in a thousand arrives twice
 
 
 def synthetic(day: date, rows: int, offset: int, seed: int) -> pa.Table:
@@ -99,17 +103,31 @@ def synthetic(day: date, rows: int, offset: int, seed: int) -> pa.Table:
 
 
 def write_records(data_dir: Path, book, records: int, days: int, first_day: date) -> None:
+    """Four segments a day, as compaction leaves them, and a fifth with 0.1% of the day's spans
+    received a second time (exporter retries). File times are the end of their day, as if landed
+    then: the jobs find settled days, as a backfill or a weekly run does."""
     ensure_schema_files(data_dir, fsync=False)
     per_day = records // days
     for n in range(days):
         day = first_day + timedelta(days=n)
         folder = data_dir / "parquet" / "inferences" / f"date={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
-        for part in range(4):  # several segments a day, as compaction would leave them
-            rows = per_day // 4
+        rows = per_day // 4
+        for part in range(4):
             table = price_table(synthetic(day, rows, n * per_day + part * rows, n * 100 + part), book)
-            pq.write_table(table, folder / f"v{SCHEMA_VERSION}-bench-{part:04d}.parquet", compression="zstd",
-                           row_group_size=256 * 1024)
+            write_segment(table, folder / f"v{SCHEMA_VERSION}-bench-{part:04d}.parquet")
+            if part == 0:
+                resent = table.take(pa.arange(0, rows, RESENT_EVERY))
+                later = pc.add(resent["ingest_time"], pa.scalar(5_000_000, pa.duration("us")))
+                resent = resent.set_column(resent.schema.get_field_index("ingest_time"), "ingest_time", later)
+        write_segment(resent, folder / f"v{SCHEMA_VERSION}-bench-0004.parquet")
+        landed = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC).timestamp()
+        for path in folder.iterdir():
+            os.utime(path, (landed, landed))
+
+
+def write_segment(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, compression="zstd", row_group_size=256 * 1024)
 
 
 def run_all(data_dir: Path, book, first_day: date, days: int) -> float:

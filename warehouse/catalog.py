@@ -10,7 +10,9 @@ views:
   partitions by ``date`` and ``start_time``, which are part of the span's content,
   so that DuckDB pushes filters on them below the deduplication: ``WHERE date
   BETWEEN ...`` skips whole ``date=`` directories, ``start_time`` filters skip row
-  groups by their statistics.
+  groups by their statistics. Days with a valid duplicate index
+  (``warehouse/duplicates.py``, kept by the jobs) skip the window but for their
+  indexed keys: most of the cost of reading a day.
 
 For ``inferences`` the deduplicated view is ``inferences_raw`` (costs as landed);
 ``inferences`` adds each record's latest repriced cost and ``cost_version``
@@ -36,8 +38,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.audit.access_log import create_access_log_view
+from warehouse.duplicates import DayIndex, valid_indexes
 from warehouse.jobs.results import result_view_sql
-from warehouse.landing import NULL_PARTITION, write_atomically
+from warehouse.landing import DEDUP_KEY, NULL_PARTITION, write_atomically
 from warehouse.erasure import ERASURE_SCHEMA, ERASURES
 from warehouse.maintenance import create_log_view
 from warehouse.pricing.reprice import cost_view_sql
@@ -113,8 +116,8 @@ def create_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
         source = _source(con, data_dir, dataset, schema)
         deduplicated = f"{dataset}_raw" if dataset == "inferences" else dataset
         con.execute(f"CREATE OR REPLACE VIEW {dataset}_all AS {source}")
-        con.execute(f"CREATE OR REPLACE VIEW {deduplicated} AS SELECT * FROM {dataset}_all "
-                    f"QUALIFY row_number() OVER ({DEDUP_WINDOW}) = 1")
+        indexes = valid_indexes(data_dir, dataset)
+        con.execute(f"CREATE OR REPLACE VIEW {deduplicated} AS {deduplicated_sql(dataset, indexes)}")
     # ``inferences`` = ``inferences_raw`` with each record's latest cost version (repricing).
     for statement in cost_view_sql(data_dir, "inferences_raw"):
         con.execute(statement)
@@ -123,6 +126,43 @@ def create_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     create_access_log_view(con, data_dir)  # who read what through the auditor API
     for name, select in result_view_sql(data_dir):  # job results, alert history, ...
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {select}")
+
+
+def deduplicated_sql(dataset: str, indexes: list[DayIndex]) -> str:
+    """One row per span: the window over every row, except on days with a valid duplicate index.
+
+    Those days are read from the files the index was computed from; only their indexed keys
+    (usually none) go through the window. See ``warehouse/duplicates.py``.
+    """
+    window = f"QUALIFY row_number() OVER ({DEDUP_WINDOW}) = 1"
+    if not indexes:
+        return f"SELECT * FROM {dataset}_all {window}"
+    days = ", ".join(f"DATE '{index.day.isoformat()}'" for index in indexes)
+    indexed = _read_files_sql([path for index in indexes for path in index.files])
+    parts = [f"SELECT * FROM {dataset}_all WHERE date NOT IN ({days}) {window}"]
+    key_files = [index.index for index in indexes if index.duplicates]
+    if key_files:
+        key = f"({', '.join(DEDUP_KEY)})"
+        keys = f"(SELECT {', '.join(DEDUP_KEY)} FROM read_parquet({_sql_list(key_files)}))"
+        parts.append(f"SELECT * FROM ({indexed}) WHERE {key} NOT IN {keys}")
+        parts.append(f"SELECT * FROM ({indexed}) WHERE {key} IN {keys} {window}")
+    else:
+        parts.append(f"SELECT * FROM ({indexed})")
+    return " UNION ALL BY NAME ".join(f"({part})" for part in parts)
+
+
+def _read_files_sql(paths: list[str]) -> str:
+    """Explicit files, one read per schema version (files are named ``v<version>-...``)."""
+    by_version: dict[str, list[str]] = {}
+    for path in paths:
+        by_version.setdefault(int(Path(path).name.split("-", 1)[0].removeprefix("v")), []).append(path)
+    return " UNION ALL BY NAME ".join(
+        f"SELECT * FROM read_parquet({_sql_list(files)}, hive_partitioning = true, hive_types = {{'date': DATE}})"
+        for _, files in sorted(by_version.items(), reverse=True))
+
+
+def _sql_list(items: list[str]) -> str:
+    return "[" + ", ".join(_quote(item) for item in items) + "]"
 
 
 def _source(con: duckdb.DuckDBPyConnection, data_dir: Path, dataset: str, schema: pa.Schema) -> str:

@@ -33,8 +33,10 @@ from typing import Any, Callable, Literal
 
 import pyarrow as pa
 
+from warehouse import duplicates
 from warehouse.jobs.config import BudgetConfig, JobsConfig
 from warehouse.jobs.results import append_rows, ensure_table, replace_windows, table_dir, with_window
+from warehouse.record import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ Granularity = Literal["hour", "day", "week"]
 Window = tuple[datetime, datetime]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 CHUNK = {"hour": 24, "day": 7, "week": 1}  # windows per compute call in a long range
+INDEX_LOOKBACK = timedelta(days=35)  # the longest history a job reads: anomaly baseline (28 days) and more
 
 METRICS_TABLE, RUNS_TABLE = "job_metrics", "job_runs"
 METRICS_SCHEMA = with_window([
@@ -172,6 +175,8 @@ def run_job(job: Job, context: JobContext, windows: list[Window], trigger: str =
     started_at = datetime.now(UTC)
     ensure_tables(context.data_dir, job)
     try:
+        if windows:
+            index_duplicates(context, windows[0][0], windows[-1][1])
         for chunk in _chunks(windows, CHUNK[job.granularity]):
             rows += _run_chunk(job, context, chunk)
             if progress:
@@ -183,6 +188,21 @@ def run_job(job: Job, context: JobContext, windows: list[Window], trigger: str =
                        round(time.monotonic() - started, 3))
     _record_run(context, job, record, windows, trigger, started_at)
     return record
+
+
+def index_duplicates(context: JobContext, start: datetime, end: datetime) -> None:
+    """Refresh the duplicate indexes of the days the jobs read (``warehouse/duplicates.py``).
+
+    Reaches back ``INDEX_LOOKBACK`` before ``start``, as far as the drift and anomaly
+    baselines read, so every job reads settled days without the deduplication window.
+    """
+    first_day, last_day = (start - INDEX_LOOKBACK).date(), end.date()
+    con = connect(context)
+    try:
+        for dataset in DATASETS:
+            duplicates.refresh(context.data_dir, dataset, first_day, last_day, con)
+    finally:
+        con.close()
 
 
 def _run_chunk(job: Job, context: JobContext, chunk: list[Window]) -> int:

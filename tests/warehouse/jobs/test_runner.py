@@ -196,3 +196,18 @@ def test_the_server_starts_after_jobs_ran_from_the_cli(data_dir):
     with RunningServer(make_config(data_dir)):
         pass
     assert not (data_dir / "tmp" / "leftover.parquet").exists()
+
+
+def test_a_run_indexes_the_settled_days_it_reads_and_counts_a_resent_span_once(data_dir, monkeypatch):
+    from warehouse import duplicates
+
+    resent = record(utc(2026, 11, 2, 10, 5), service_name="a", cost_usd=0.5)
+    land_records(data_dir, [resent])
+    land_records(data_dir, [{**resent, "ingest_time": utc(2026, 11, 2, 10, 6)}])  # an exporter retry
+    monkeypatch.setattr(duplicates, "SETTLE_S", 0.0)
+    context = JobContext(data_dir, now=utc(2026, 11, 3))
+    run_job(COUNT_JOB, context, windows_between("hour", utc(2026, 11, 2, 10), utc(2026, 11, 2, 11)))
+    [index] = duplicates.valid_indexes(data_dir, "inferences")
+    assert (index.day.isoformat(), index.duplicates) == ("2026-11-02", 1)
+    rows = query(data_dir, "SELECT requests, cost_usd FROM test_counts WHERE service = 'a'").to_pylist()
+    assert rows == [{"requests": 3, "cost_usd": 1.25}]

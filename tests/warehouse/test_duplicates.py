@@ -1,0 +1,89 @@
+"""Duplicate index: days read without the deduplication window give the same rows as with it."""
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date, timedelta
+
+import pyarrow.parquet as pq
+
+from tests.warehouse.test_catalog import DAY, count, land, spans
+from warehouse import duplicates
+from warehouse.catalog import query
+
+FIRST, SECOND = date(2026, 5, 1), date(2026, 5, 2)
+ALL_ROWS = "SELECT * EXCLUDE (cost_version) FROM inferences ORDER BY span_id, ingest_time"
+
+
+def index_folder(data_dir, day: date):
+    return data_dir / duplicates.CACHE / "inferences" / f"date={day.isoformat()}"
+
+
+def refresh(data_dir) -> int:
+    return duplicates.refresh(data_dir, "inferences", FIRST, SECOND, settle_s=0)
+
+
+def land_with_duplicates(data_dir):
+    """Day one: spans 0-3 received twice (two segments), 100-101 once; day two: 10-14 once."""
+    land(data_dir, spans(4), spans(4, ingested=DAY + timedelta(minutes=5)), spans(2, first=100),
+         spans(5, first=10, day=1))
+
+
+def test_the_index_holds_the_keys_stored_twice_and_reads_agree_with_the_window(tmp_path):
+    land_with_duplicates(tmp_path)
+    unindexed = query(tmp_path, ALL_ROWS)
+    assert refresh(tmp_path) == 2
+    [first_index] = index_folder(tmp_path, FIRST).iterdir()
+    [second_index] = index_folder(tmp_path, SECOND).iterdir()
+    assert first_index.name.endswith("-4.parquet") and second_index.name.endswith("-0.parquet")
+    assert sorted(pq.read_table(first_index)["span_id"].to_pylist()) == [f"{i:016x}" for i in range(4)]
+    assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [FIRST, SECOND]
+    indexed = query(tmp_path, ALL_ROWS)
+    assert indexed.equals(unindexed)
+    assert indexed.num_rows == 11 and count(tmp_path, "inferences_all") == 15
+    kept = query(tmp_path, "SELECT DISTINCT ingest_time FROM inferences WHERE span_id < '0000000000000004'")
+    assert kept["ingest_time"].to_pylist() == [DAY]  # the first receipt still wins
+    assert count(tmp_path, "inferences", "date = DATE '2026-05-02'") == 5
+    assert refresh(tmp_path) == 0  # nothing changed: nothing to do
+
+
+def test_the_catalog_trusts_a_valid_index(tmp_path):
+    """Proof that indexed days skip the window: an index that wrongly says 'no duplicates' is believed."""
+    land_with_duplicates(tmp_path)
+    refresh(tmp_path)
+    [first_index] = index_folder(tmp_path, FIRST).iterdir()
+    first_index.rename(first_index.with_name(first_index.name.replace("-4.", "-0.")))
+    assert count(tmp_path, "inferences", "date = DATE '2026-05-01'") == 10
+
+
+def test_a_new_segment_makes_the_day_stale_until_it_is_indexed_again(tmp_path):
+    land_with_duplicates(tmp_path)
+    refresh(tmp_path)
+    land(tmp_path, spans(2, first=10, day=1, ingested=DAY + timedelta(hours=1)))  # day two: 10, 11 again
+    assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [FIRST]
+    assert count(tmp_path, "inferences", "date = DATE '2026-05-02'") == 5  # the window, meanwhile
+    assert refresh(tmp_path) == 1
+    [second_index] = index_folder(tmp_path, SECOND).iterdir()  # the stale one is gone
+    assert second_index.name.endswith("-2.parquet")
+    assert count(tmp_path, "inferences", "date = DATE '2026-05-02'") == 5
+    assert query(tmp_path, "SELECT max(ingest_time) AS t FROM inferences WHERE date = DATE '2026-05-02'")["t"][0] \
+        .as_py() == DAY
+
+
+def test_days_still_being_written_are_left_to_the_window(tmp_path):
+    land_with_duplicates(tmp_path)
+    assert duplicates.refresh(tmp_path, "inferences", FIRST, SECOND) == 0  # files younger than SETTLE_S
+    old = DAY.timestamp()
+    for path in (tmp_path / "parquet" / "inferences" / "date=2026-05-01").iterdir():
+        os.utime(path, (old, old))
+    assert duplicates.refresh(tmp_path, "inferences", FIRST, SECOND) == 1
+    assert count(tmp_path, "inferences") == 11
+
+
+def test_indexes_of_days_that_no_longer_exist_are_removed(tmp_path):
+    land_with_duplicates(tmp_path)
+    refresh(tmp_path)
+    shutil.rmtree(tmp_path / "parquet" / "inferences" / "date=2026-05-01")  # as retention does
+    assert refresh(tmp_path) == 0
+    assert not index_folder(tmp_path, FIRST).exists() and index_folder(tmp_path, SECOND).exists()
+    assert count(tmp_path, "inferences") == 5

@@ -1,0 +1,172 @@
+"""Per-day index of the spans stored more than once, so reads can skip deduplication.
+
+A span received twice (an exporter retry), or sitting both in a segment and in the
+compaction that replaced it, must count once. The catalog's views deduplicate with a
+window over every row (``DEDUP_WINDOW``), which costs a hash of every row's key *and*
+of every column the query reads: about three CPU-seconds per day of 1.4M records, paid
+again by every query. Yet nearly every day holds no duplicate at all, or a handful.
+
+This module finds them once. For a day, the index is the set of keys
+(``DEDUP_KEY``) that occur more than once in the day's data files, usually empty. It
+is valid for exactly the files it was computed from: its name is a fingerprint of
+their names, sizes and modification times, so a new segment, a compaction, an
+erasure or a retention run makes it stale, and the catalog falls back on the window
+for that day until the index is refreshed. With a valid index the catalog reads the
+day's files as they are, except the indexed keys, which alone go through the window.
+
+Layout: ``cache/duplicates/<dataset>/date=<day>/<fingerprint>-<keys>.parquet``. The cache
+holds only span keys (no content, no personal data) and can be deleted at any time.
+The jobs runner refreshes the days it reads (``refresh``); readers only use what is
+there (``valid_indexes``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.landing import DEDUP_KEY, NULL_PARTITION, tmp_dir, write_atomically
+
+CACHE = Path("cache") / "duplicates"
+SETTLE_S = 30.0  # a day whose files changed more recently is still being written
+
+
+@dataclass(frozen=True)
+class DayIndex:
+    """A valid index: the day's data files (as fingerprinted) and the file of duplicate keys."""
+
+    day: date
+    files: tuple[str, ...]
+    index: str
+    duplicates: int
+
+
+def day_dirs(data_dir: Path, dataset: str) -> dict[date, Path]:
+    """The ``date=`` folders of a dataset that hold a real day (not the NULL partition)."""
+    root = Path(data_dir) / "parquet" / dataset
+    days = {}
+    if root.is_dir():
+        for entry in os.scandir(root):
+            name = entry.name
+            if entry.is_dir() and name.startswith("date=") and name != f"date={NULL_PARTITION}":
+                try:
+                    days[date.fromisoformat(name[5:])] = Path(entry.path)
+                except ValueError:
+                    continue
+    return days
+
+
+def data_files(folder: Path) -> tuple[list[str], str]:
+    """The folder's Parquet files (sorted paths) and their fingerprint."""
+    entries = sorted((e for e in os.scandir(folder) if e.name.endswith(".parquet") and e.is_file()),
+                     key=lambda e: e.name)
+    digest = hashlib.sha256()
+    for entry in entries:
+        stat = entry.stat()
+        digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return [Path(e.path).resolve().as_posix() for e in entries], digest.hexdigest()[:32]
+
+
+def valid_indexes(data_dir: Path, dataset: str) -> list[DayIndex]:
+    """The days whose index matches their current files; the others need the window.
+
+    Cheap enough for every connection: a directory listing per day, no file is opened
+    (the number of duplicate keys is part of the index's file name).
+    """
+    cache_root = Path(data_dir) / CACHE / dataset
+    if not cache_root.is_dir():
+        return []
+    found = []
+    for day, folder in sorted(day_dirs(data_dir, dataset).items()):
+        cached = _cached(cache_root / f"date={day.isoformat()}")
+        if not cached:
+            continue
+        files, fingerprint = data_files(folder)
+        if files and fingerprint in cached:
+            path, duplicates = cached[fingerprint]
+            found.append(DayIndex(day, tuple(files), path, duplicates))
+    return found
+
+
+def _cached(folder: Path) -> dict[str, tuple[str, int]]:
+    """fingerprint -> (index path, duplicate keys) of a day's cache folder."""
+    if not folder.is_dir():
+        return {}
+    cached = {}
+    for entry in os.scandir(folder):
+        fingerprint, _, rest = entry.name.partition("-")
+        count = rest.removesuffix(".parquet")
+        if entry.name.endswith(".parquet") and count.isdigit():
+            cached[fingerprint] = (Path(entry.path).resolve().as_posix(), int(count))
+    return cached
+
+
+def refresh(data_dir: Path, dataset: str, first_day: date, last_day: date,
+            con: duckdb.DuckDBPyConnection | None = None, settle_s: float | None = None) -> int:
+    """Index the days in ``[first_day, last_day]`` whose index is missing or stale; returns how many.
+
+    A day whose newest file is younger than ``settle_s`` is still being written (segments
+    land every few seconds under load) and is left to the window. Stale indexes of the
+    refreshed days, and the indexes of days that no longer exist (retention), are deleted.
+    """
+    data_dir = Path(data_dir)
+    settle_s = SETTLE_S if settle_s is None else settle_s
+    days = day_dirs(data_dir, dataset)
+    _drop_vanished_days(data_dir, dataset, set(days))
+    own = con is None
+    con = con or duckdb.connect(":memory:")
+    written = 0
+    try:
+        for day, folder in sorted(days.items()):
+            if not first_day <= day <= last_day:
+                continue
+            files, fingerprint = data_files(folder)
+            cache_folder = data_dir / CACHE / dataset / f"date={day.isoformat()}"
+            cached = _cached(cache_folder)
+            if not files or fingerprint in cached or _newest_mtime(files) > time.time() - settle_s:
+                continue
+            _write_index(con, data_dir, files, cache_folder, fingerprint)
+            for stale, _ in cached.values():
+                Path(stale).unlink(missing_ok=True)
+            written += 1
+    finally:
+        if own:
+            con.close()
+    return written
+
+
+def _write_index(con: duckdb.DuckDBPyConnection, data_dir: Path, files: list[str], folder: Path,
+                 fingerprint: str) -> None:
+    key = ", ".join(DEDUP_KEY)
+    keys = con.sql(f"SELECT {key} FROM read_parquet($files, union_by_name = true) GROUP BY ALL HAVING count(*) > 1",
+                   params={"files": files}).to_arrow_table()
+    buffer = pa.BufferOutputStream()
+    pq.write_table(keys, buffer)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{fingerprint}-{keys.num_rows}.parquet"
+    write_atomically(buffer.getvalue(), path, tmp_dir(data_dir), fsync=False)
+
+
+def _newest_mtime(files: list[str]) -> float:
+    return max(os.stat(path).st_mtime for path in files)
+
+
+def _drop_vanished_days(data_dir: Path, dataset: str, days: set[date]) -> None:
+    cache_root = Path(data_dir) / CACHE / dataset
+    if not cache_root.is_dir():
+        return
+    for entry in os.scandir(cache_root):
+        try:
+            day = date.fromisoformat(entry.name.removeprefix("date="))
+        except ValueError:
+            continue
+        if day not in days:
+            shutil.rmtree(entry.path, ignore_errors=True)
