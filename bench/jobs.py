@@ -122,7 +122,7 @@ def write_records(data_dir: Path, book, records: int, days: int, first_day: date
                 resent = resent.set_column(resent.schema.get_field_index("ingest_time"), "ingest_time", later)
         write_segment(resent, folder / f"v{SCHEMA_VERSION}-bench-0004.parquet")
         landed = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC).timestamp()
-        for path in folder.iterdir():
+        for path in [*folder.iterdir(), folder]:
             os.utime(path, (landed, landed))
 
 

@@ -7,12 +7,14 @@ of every column the query reads: about three CPU-seconds per day of 1.4M records
 again by every query. Yet nearly every day holds no duplicate at all, or a handful.
 
 This module finds them once. For a day, the index is the set of keys
-(``DEDUP_KEY``) that occur more than once in the day's data files, usually empty. It
+(``DEDUP_KEY``) that occur more than once in the day's data files, usually empty,
+each with the file that holds its first receipt. It
 is valid for exactly the files it was computed from: its name is a fingerprint of
 their names, sizes and modification times, so a new segment, a compaction, an
 erasure or a retention run makes it stale, and the catalog falls back on the window
 for that day until the index is refreshed. With a valid index the catalog reads the
-day's files as they are, except the indexed keys, which alone go through the window.
+day's files in one scan, keeping a row unless its key is indexed and its file is not
+the key's first one.
 
 Layout: ``cache/duplicates/<dataset>/date=<day>/<fingerprint>-<keys>.parquet``. The cache
 holds only span keys (no content, no personal data) and can be deleted at any time.
@@ -36,6 +38,7 @@ import pyarrow.parquet as pq
 from warehouse.landing import DEDUP_KEY, NULL_PARTITION, tmp_dir, write_atomically
 
 CACHE = Path("cache") / "duplicates"
+WINNER = "first_file"  # index column: the data file whose row of the key is kept
 SETTLE_S = 30.0  # a day whose files changed more recently is still being written
 
 
@@ -65,10 +68,13 @@ def day_dirs(data_dir: Path, dataset: str) -> dict[date, Path]:
 
 
 def data_files(folder: Path) -> tuple[list[str], str]:
-    """The folder's Parquet files (sorted paths) and their fingerprint."""
+    """The folder's Parquet files (sorted absolute paths) and their fingerprint.
+
+    The index names files by absolute path, so the folder's path is part of the fingerprint.
+    """
     entries = sorted((e for e in os.scandir(folder) if e.name.endswith(".parquet") and e.is_file()),
                      key=lambda e: e.name)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(Path(folder).resolve().as_posix().encode() + b"\n")
     for entry in entries:
         stat = entry.stat()
         digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
@@ -145,9 +151,18 @@ def refresh(data_dir: Path, dataset: str, first_day: date, last_day: date,
 
 def _write_index(con: duckdb.DuckDBPyConnection, data_dir: Path, files: list[str], folder: Path,
                  fingerprint: str) -> None:
+    """Each key stored more than once, with the file of its first receipt (ties: the first file by name).
+
+    A file holds a key at most once (landing and compaction deduplicate what they write),
+    so (key, file) names exactly the row to keep.
+    """
     key = ", ".join(DEDUP_KEY)
-    keys = con.sql(f"SELECT {key} FROM read_parquet($files, union_by_name = true) GROUP BY ALL HAVING count(*) > 1",
-                   params={"files": files}).to_arrow_table()
+    source = "read_parquet($files, union_by_name = true, filename = true)"
+    # Two passes: finding the keys reads three columns; only their rows need the file names.
+    keys = con.sql(f"""
+        WITH repeated AS (SELECT {key} FROM {source} GROUP BY ALL HAVING count(*) > 1)
+        SELECT {key}, arg_min(filename, (ingest_time, filename)) AS {WINNER} FROM {source}
+        WHERE ({key}) IN (SELECT {key} FROM repeated) GROUP BY ALL""", params={"files": files}).to_arrow_table()
     buffer = pa.BufferOutputStream()
     pq.write_table(keys, buffer)
     folder.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,13 @@ def test_the_index_holds_the_keys_stored_twice_and_reads_agree_with_the_window(t
     [first_index] = index_folder(tmp_path, FIRST).iterdir()
     [second_index] = index_folder(tmp_path, SECOND).iterdir()
     assert first_index.name.endswith("-4.parquet") and second_index.name.endswith("-0.parquet")
-    assert sorted(pq.read_table(first_index)["span_id"].to_pylist()) == [f"{i:016x}" for i in range(4)]
+    keys = pq.read_table(first_index).sort_by("span_id").to_pylist()
+    assert [key["span_id"] for key in keys] == [f"{i:016x}" for i in range(4)]
+    first_segment = min(query(tmp_path, "SELECT min(filename) AS f FROM read_parquet("
+                              f"'{tmp_path}/parquet/inferences/date=2026-05-01/*.parquet', filename = true) "
+                              "WHERE span_id = '0000000000000000' GROUP BY ingest_time ORDER BY ingest_time")["f"]
+                        .to_pylist()[:1])
+    assert {key["first_file"] for key in keys} == {first_segment}  # the earlier receipt's file
     assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [FIRST, SECOND]
     indexed = query(tmp_path, ALL_ROWS)
     assert indexed.equals(unindexed)
@@ -87,3 +93,13 @@ def test_indexes_of_days_that_no_longer_exist_are_removed(tmp_path):
     assert refresh(tmp_path) == 0
     assert not index_folder(tmp_path, FIRST).exists() and index_folder(tmp_path, SECOND).exists()
     assert count(tmp_path, "inferences") == 5
+
+
+def test_the_first_receipt_wins_even_when_it_landed_in_a_later_file(tmp_path):
+    later = DAY + timedelta(hours=2)
+    land(tmp_path, spans(3, ingested=later), spans(3, ingested=DAY))  # a delayed batch lands second
+    unindexed = query(tmp_path, ALL_ROWS)
+    refresh(tmp_path)
+    indexed = query(tmp_path, ALL_ROWS)
+    assert indexed.equals(unindexed)
+    assert set(indexed["ingest_time"].to_pylist()) == {DAY}
