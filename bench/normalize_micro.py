@@ -7,6 +7,9 @@ ids, response ids and token counts), then times, best of ``--repeat`` runs:
 - ``decode_protobuf`` of the serialized body,
 - the floor under normalization: reading each attribute's key and value from upb,
 - ``normalize_request`` of the decoded request,
+- decode + normalize from the bytes (``normalize_protobuf``), with the C reader
+  (``collector/_otlp_reader.c``) and with the pure-Python path (upb), when the
+  extension is built,
 - ``decode_json`` of the same request as OTLP/JSON,
 
 and reports the Parquet size of the normalized batch (zstd, as written in one
@@ -20,6 +23,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import platform
 import random
 import sys
@@ -37,7 +41,8 @@ from google.protobuf import json_format  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans  # noqa: E402
 
-from collector.normalize import NormalizeSettings, normalize_request  # noqa: E402
+from collector import otlp_reader  # noqa: E402
+from collector.normalize import NormalizeSettings, normalize_protobuf, normalize_request  # noqa: E402
 from collector.otlp_decode import decode_json, decode_protobuf  # noqa: E402
 from bench.ingest import kv, typical_span  # noqa: E402
 
@@ -102,6 +107,7 @@ def main() -> None:
                                                 args.repeat),
         "normalize_request": best_us_per_span(lambda: normalize_request(request, settings, now),
                                               args.spans, args.repeat),
+        **bytes_to_batch_timings(body, settings, now, args.spans, args.repeat),
         "decode_json": best_us_per_span(lambda: decode_json(json_body), args.spans,
                                         max(3, args.repeat // 5)),
     }
@@ -111,6 +117,22 @@ def main() -> None:
         print(f"{name:>19}: {microseconds:7.2f} µs/span")
     print(f"{'parquet (zstd)':>19}: {parquet.tell() / args.spans:7.1f} bytes/span "
           f"(attributes JSON {_mean_length(batch, 'attributes'):.0f} chars/span)")
+
+
+def bytes_to_batch_timings(body: bytes, settings, now, spans: int, repeat: int) -> dict:
+    """decode + normalize from the bytes, C reader and pure Python (the same batch)."""
+    def run():
+        return normalize_protobuf(body, settings, now)
+
+    timings = {}
+    if otlp_reader.enabled():
+        timings["bytes->batch, C"] = best_us_per_span(run, spans, repeat)
+    os.environ[otlp_reader.PURE_PYTHON_ENV] = "1"
+    try:
+        timings["bytes->batch, upb"] = best_us_per_span(run, spans, repeat)
+    finally:
+        del os.environ[otlp_reader.PURE_PYTHON_ENV]
+    return timings
 
 
 def _mean_length(batch, column: str) -> float:

@@ -25,12 +25,14 @@ from operator import itemgetter
 import pyarrow as pa
 
 from collector import attributes as a
+from collector import otlp_reader
 from collector.conventions import genai, inferledger, langfuse, openinference, status
 from collector.conventions.mapping import (CONVENTION_COLUMNS, KEY_BITS, LF, OLM, OTEL,
                                            PRIVATE_COLUMNS, SPECS, TOKEN_COLUMNS)
 from collector.conventions.providers import provider_from_attributes
 from collector.conventions.tokens import out_of_range, reconcile
 from collector.conventions.values import as_int, as_str
+from collector.otlp_decode import decode_protobuf
 from collector.pseudonymize import Pseudonymizer
 from collector.redact import RedactionRules, Redactor
 from warehouse.record import COLUMNS, HTTP_ATTEMPT_SCHEMA, RECORD_SCHEMA
@@ -87,8 +89,8 @@ class _Resource:
     __slots__ = ("service_name", "service_version", "environment", "tenant", "feature",
                  "budget_id", "compute_pool", "json")
 
-    def __init__(self, resource, settings: NormalizeSettings):
-        attrs = a.read_plain(resource.attributes, settings.max_attribute_value_bytes)
+    def __init__(self, attrs: dict, settings: NormalizeSettings):
+        """``attrs``: the resource attributes as ``read_plain`` reads them (consumed)."""
         take = attrs.pop
         self.service_name = as_str(take(a.SERVICE_NAME, None))
         self.service_version = as_str(take(a.SERVICE_VERSION, None))
@@ -107,12 +109,17 @@ class _Resource:
 
 
 class _Batch:
-    """Rows and counters accumulated over one request."""
+    """Rows and counters accumulated over one request.
 
-    def __init__(self, settings: NormalizeSettings, ingest_time: datetime):
+    ``presorted``: the spans come from the C reader and carry their attributes
+    already read (``span.sorted_attributes``); otherwise they are upb spans.
+    """
+
+    def __init__(self, settings: NormalizeSettings, ingest_time: datetime, presorted: bool = False):
         if ingest_time.tzinfo is None:
             ingest_time = ingest_time.replace(tzinfo=timezone.utc)
         self.settings = settings
+        self.presorted = presorted
         self.ingest_us = (ingest_time - _EPOCH) // timedelta(microseconds=1)
         self.inferences: list[tuple] = []
         self.http_attempts: list[tuple] = []
@@ -140,8 +147,11 @@ class _Batch:
     def _add(self, span, resource: _Resource) -> None:
         ids = _validate(span)
         settings = self.settings
-        attrs = a.read_attributes(span.attributes, KEY_BITS, settings.capture_content,
-                                  settings.max_attribute_value_bytes)
+        if self.presorted:
+            attrs = span.sorted_attributes
+        else:
+            attrs = a.read_attributes(span.attributes, KEY_BITS, settings.capture_content,
+                                      settings.max_attribute_value_bytes)
         if _is_inference(attrs):
             rec = _inference(span, attrs, ids, resource, settings)
             rec["ingest_time"] = self.ingest_us
@@ -165,11 +175,27 @@ class _Batch:
 def normalize_request(request, settings: NormalizeSettings, ingest_time: datetime) -> NormalizedBatch:
     """Normalize an ``ExportTraceServiceRequest`` (see the module docstring)."""
     batch = _Batch(settings, ingest_time)
+    max_bytes = settings.max_attribute_value_bytes
     for resource_spans in request.resource_spans:
-        resource = _Resource(resource_spans.resource, settings)
+        resource = _Resource(a.read_plain(resource_spans.resource.attributes, max_bytes), settings)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 batch.add(span, resource)
+    return batch.finish()
+
+
+def normalize_protobuf(body: bytes, settings: NormalizeSettings, ingest_time: datetime) -> NormalizedBatch:
+    """``normalize_request(decode_protobuf(body), ...)``, through the C reader when it is
+    built (``collector/otlp_reader.py``): the same batch, or the same ``PermanentError``."""
+    resources = otlp_reader.read_request(body, settings.capture_content,
+                                         settings.max_attribute_value_bytes)
+    if resources is None:  # no C reader, or a body only upb can judge
+        return normalize_request(decode_protobuf(body), settings, ingest_time)
+    batch = _Batch(settings, ingest_time, presorted=True)
+    for resource_attributes, spans in resources:
+        resource = _Resource(resource_attributes, settings)
+        for span in spans:
+            batch.add(span, resource)
     return batch.finish()
 
 

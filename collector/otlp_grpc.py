@@ -1,7 +1,10 @@
 """OTLP/gRPC receiver: ``TraceService/Export`` with the same semantics as OTLP/HTTP.
 
-gRPC itself decodes the protobuf, handles gzip and enforces the message size
-limit (RESOURCE_EXHAUSTED). Backpressure is UNAVAILABLE with a ``RetryInfo``
+gRPC itself handles gzip and enforces the message size limit
+(RESOURCE_EXHAUSTED). ``Export`` takes the request's raw bytes (no deserializer is
+registered), so they are decoded and normalized exactly like an OTLP/HTTP protobuf
+body: by the C reader when built, in the worker pool when configured, and a
+malformed message is INVALID_ARGUMENT with the decoder's explanation. Backpressure is UNAVAILABLE with a ``RetryInfo``
 detail, bad data INVALID_ARGUMENT, as the OTLP specification asks
 (https://opentelemetry.io/docs/specs/otlp/#otlpgrpc-response). Logs and metrics
 are accepted and discarded, as on HTTP.
@@ -16,11 +19,12 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.errors import CollectorError, RetryableError
 from collector.receiver import Receiver, wrap_storage_failure
 from collector.tenancy import Authenticate, headers_of, restrict_to_tenant
+from collector.workers import PROTOBUF
 
 
 class _Guarded:
@@ -35,18 +39,20 @@ class _Guarded:
         return self.authenticate(headers_of(context.invocation_metadata() or ()))
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer, _Guarded):
+class TraceService(_Guarded):
+    """``TraceService/Export``; ``body`` is the serialized ``ExportTraceServiceRequest``."""
+
     def __init__(self, receiver: Receiver, authenticate: Authenticate | None = None):
         _Guarded.__init__(self, authenticate)
         self.receiver = receiver
 
-    def Export(self, request, context):  # noqa: N802 (gRPC method name)
+    def Export(self, body: bytes, context):  # noqa: N802 (gRPC method name)
         started = time.perf_counter()
         try:
             tenant = self.tenant_of(context)
             self.receiver.check_capacity()
             try:
-                batch = self.receiver.normalizers.submit_message(request).result()
+                batch = self.receiver.normalize(body, PROTOBUF).result()
             except CollectorError:
                 raise
             except Exception as exc:  # a worker process died: nothing was acknowledged, the client retries
@@ -104,6 +110,14 @@ class _GrpcStatus(grpc.Status):
         self.trailing_metadata = (("grpc-status-details-bin", detail.SerializeToString()),)
 
 
+def _add_raw_trace_service(service: TraceService, server: grpc.Server) -> None:
+    """What ``add_TraceServiceServicer_to_server`` does, minus the request deserializer."""
+    export = grpc.unary_unary_rpc_method_handler(
+        service.Export, response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": export}),))
+
+
 def build_server(receiver: Receiver, host: str, port: int, max_message_bytes: int, workers: int,
                  interceptors=(), authenticate: Authenticate | None = None) -> tuple[grpc.Server, int]:
     """Create (not start) the gRPC server; returns it with the bound port (useful with port 0).
@@ -119,7 +133,7 @@ def build_server(receiver: Receiver, host: str, port: int, max_message_bytes: in
         ],
         maximum_concurrent_rpcs=workers * 16,
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(receiver, authenticate), server)
+    _add_raw_trace_service(TraceService(receiver, authenticate), server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(DiscardLogs(authenticate), server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(DiscardMetrics(authenticate), server)
     bound = server.add_insecure_port(f"{host}:{port}")

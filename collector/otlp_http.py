@@ -25,11 +25,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector.errors import (CollectorError, PayloadTooLarge, PermanentError, RetryableError,
                               UnsupportedMediaType)
-from collector.workers import DECODERS
+from collector.workers import DECODERS, PROTOBUF
 from collector.receiver import Receiver, wrap_storage_failure
 from collector.tenancy import Authenticate, restrict_to_tenant
 
-PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 GRPC_CODE_FOR_STATUS = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14}
 

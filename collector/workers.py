@@ -19,18 +19,22 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields
 from datetime import datetime, timezone
 
-from collector.normalize import NormalizedBatch, NormalizeSettings, normalize_request
+from collector.normalize import NormalizedBatch, NormalizeSettings, normalize_protobuf, normalize_request
 from collector.otlp_decode import decode_json, decode_protobuf
 
-DECODERS = {"application/x-protobuf": decode_protobuf, "application/json": decode_json}
+PROTOBUF = "application/x-protobuf"
+DECODERS = {PROTOBUF: decode_protobuf, "application/json": decode_json}
 _settings: NormalizeSettings | None = None
 
 
 def decode_and_normalize(body: bytes, content_type: str, settings: NormalizeSettings | None = None
                          ) -> NormalizedBatch:
     """Body bytes to normalized records; raises ``PermanentError`` for an undecodable body."""
+    settings = settings or _settings
+    if content_type == PROTOBUF:  # straight from the bytes (the C reader when built)
+        return normalize_protobuf(body, settings, datetime.now(timezone.utc))
     request = DECODERS[content_type](body)
-    return normalize_request(request, settings or _settings, datetime.now(timezone.utc))
+    return normalize_request(request, settings, datetime.now(timezone.utc))
 
 
 def _initialize(settings_kwargs: dict, parent_pid: int) -> None:
@@ -79,18 +83,10 @@ class NormalizerPool:
             self._pool = self._new_pool()
             return self._pool.submit(decode_and_normalize, body, content_type)
 
-    def submit_message(self, request) -> Future:
-        """The same for an already decoded ``ExportTraceServiceRequest`` (gRPC decodes for us)."""
-        if self._pool is None:
-            future: Future = Future()
-            future.set_result(normalize_request(request, self.settings, datetime.now(timezone.utc)))
-            return future
-        return self._pool_submit(request.SerializeToString(), "application/x-protobuf")
-
     def warm_up(self) -> None:
         """Start every worker now, so the first requests do not pay for process start-up."""
         if self._pool is not None:
-            for future in [self._pool.submit(decode_and_normalize, b"", "application/x-protobuf")
+            for future in [self._pool.submit(decode_and_normalize, b"", PROTOBUF)
                            for _ in range(self.workers)]:
                 future.result()
 

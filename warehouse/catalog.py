@@ -11,8 +11,9 @@ views:
   so that DuckDB pushes filters on them below the deduplication: ``WHERE date
   BETWEEN ...`` skips whole ``date=`` directories, ``start_time`` filters skip row
   groups by their statistics. Days with a valid duplicate index
-  (``warehouse/duplicates.py``, kept by the jobs) skip the window: they are read in
-  one scan that drops the indexed later receipts, most of the cost of reading a day.
+  (``warehouse/duplicates.py``, kept by the jobs) skip the window: their files are
+  read as they are, but for the few holding later receipts of a span, which an
+  anti-join on the index filters. The window is most of the cost of reading a day.
 
 For ``inferences`` the deduplicated view is ``inferences_raw`` (costs as landed);
 ``inferences`` adds each record's latest repriced cost and ``cost_version``
@@ -38,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.audit.access_log import create_access_log_view
-from warehouse.duplicates import WINNER, DayIndex, valid_indexes
+from warehouse.duplicates import DROPPED_FILE, DayIndex, valid_indexes
 from warehouse.jobs.results import result_view_sql
 from warehouse.landing import DEDUP_KEY, NULL_PARTITION, write_atomically
 from warehouse.erasure import ERASURE_SCHEMA, ERASURES
@@ -131,23 +132,23 @@ def create_views(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
 def deduplicated_sql(dataset: str, indexes: list[DayIndex]) -> str:
     """One row per span: the window over every row, except on days with a valid duplicate index.
 
-    Those days are read in one scan of the files the index was computed from, keeping a row
-    unless its key is indexed and it is not in the key's first file. See ``warehouse/duplicates.py``.
+    Those days are read from the files the index was computed from: as they are, but for the
+    files holding later receipts, which go through an anti-join on the index. See
+    ``warehouse/duplicates.py``.
     """
     window = f"SELECT * FROM {dataset}_all {{}} QUALIFY row_number() OVER ({DEDUP_WINDOW}) = 1"
     if not indexes:
         return window.format("")
     days = ", ".join(f"DATE '{index.day.isoformat()}'" for index in indexes)
-    files = [path for index in indexes for path in index.files]
-    key_files = [index.index for index in indexes if index.duplicates]
-    if key_files:
-        key, keys = ", ".join(DEDUP_KEY), f"read_parquet({_sql_list(key_files)})"
-        indexed = (f"SELECT * EXCLUDE (filename) FROM ({_read_files_sql(files, with_filename=True)}) "
-                   f"WHERE ({key}) NOT IN (SELECT {key} FROM {keys}) "
-                   f"OR ({key}, filename) IN (SELECT {key}, {WINNER} FROM {keys})")
-    else:
-        indexed = _read_files_sql(files)
-    return f"({window.format(f'WHERE date NOT IN ({days})')}) UNION ALL BY NAME ({indexed})"
+    parts = [window.format(f"WHERE date NOT IN ({days})"),
+             _read_files_sql([path for index in indexes for path in index.clean])]
+    dirty = [path for index in indexes for path in index.dirty]
+    if dirty:
+        key = ", ".join(DEDUP_KEY)
+        dropped = f"read_parquet({_sql_list([index.index for index in indexes if index.dirty])})"
+        parts.append(f"SELECT * EXCLUDE (filename) FROM ({_read_files_sql(dirty, with_filename=True)}) "
+                     f"WHERE ({key}, filename) NOT IN (SELECT {key}, {DROPPED_FILE} FROM {dropped})")
+    return " UNION ALL BY NAME ".join(f"({part})" for part in parts if part)
 
 
 def _read_files_sql(paths: list[str], with_filename: bool = False) -> str:
@@ -155,6 +156,8 @@ def _read_files_sql(paths: list[str], with_filename: bool = False) -> str:
     by_version: dict[int, list[str]] = {}
     for path in paths:
         by_version.setdefault(int(Path(path).name.split("-", 1)[0].removeprefix("v")), []).append(path)
+    if not paths:
+        return ""
     options = "hive_partitioning = true, hive_types = {'date': DATE}" + (", filename = true" if with_filename else "")
     return " UNION ALL BY NAME ".join(f"SELECT * FROM read_parquet({_sql_list(files)}, {options})"
                                       for _, files in sorted(by_version.items(), reverse=True))

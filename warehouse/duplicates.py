@@ -6,20 +6,25 @@ window over every row (``DEDUP_WINDOW``), which costs a hash of every row's key 
 of every column the query reads: about three CPU-seconds per day of 1.4M records, paid
 again by every query. Yet nearly every day holds no duplicate at all, or a handful.
 
-This module finds them once. For a day, the index is the set of keys
-(``DEDUP_KEY``) that occur more than once in the day's data files, usually empty,
-each with the file that holds its first receipt. It
-is valid for exactly the files it was computed from: its name is a fingerprint of
-their names, sizes and modification times, so a new segment, a compaction, an
-erasure or a retention run makes it stale, and the catalog falls back on the window
-for that day until the index is refreshed. With a valid index the catalog reads the
-day's files in one scan, keeping a row unless its key is indexed and its file is not
-the key's first one.
+This module finds them once. For a day, the index lists the *later receipts*: for
+every key (``DEDUP_KEY``) stored more than once in the day's data files, each copy
+but the first (earliest ``ingest_time``, then file name), as (key, file). A file holds
+a key at most once (landing and compaction deduplicate what they write), so (key,
+file) names exactly one row. The catalog reads the day's other files as they are, and
+the few files that hold a later receipt with an anti-join on the index.
 
-Layout: ``cache/duplicates/<dataset>/date=<day>/<fingerprint>-<keys>.parquet``. The cache
-holds only span keys (no content, no personal data) and can be deleted at any time.
-The jobs runner refreshes the days it reads (``refresh``); readers only use what is
-there (``valid_indexes``).
+An index is valid for exactly the files it was computed from: its name starts with a
+fingerprint of the folder, their names, sizes and modification times, so a new
+segment, a compaction, an erasure or a retention run makes it stale, and the catalog
+falls back on the window for that day until the index is refreshed. The rest of the
+name says how many receipts are dropped and which of the day's files (by position in
+name order) hold them, so checking and using indexes opens no file.
+
+Layout: ``cache/duplicates/<dataset>/date=<day>/<fingerprint>-<dropped>-<positions>.parquet``
+(positions like ``3.4``; ``all`` when there are too many to name). The cache holds
+only span keys and file names (no content, no personal data) and can be deleted at
+any time. The jobs runner refreshes the days it reads (``refresh``); readers only use
+what is there (``valid_indexes``).
 """
 from __future__ import annotations
 
@@ -38,18 +43,26 @@ import pyarrow.parquet as pq
 from warehouse.landing import DEDUP_KEY, NULL_PARTITION, tmp_dir, write_atomically
 
 CACHE = Path("cache") / "duplicates"
-WINNER = "first_file"  # index column: the data file whose row of the key is kept
+DROPPED_FILE = "file"  # index column: the data file holding a later receipt of the key
+ALL_FILES = "all"  # positions too many for a file name: every file of the day is filtered
+MAX_POSITIONS_CHARS = 120
 SETTLE_S = 30.0  # a day whose files changed more recently is still being written
 
 
 @dataclass(frozen=True)
 class DayIndex:
-    """A valid index: the day's data files (as fingerprinted) and the file of duplicate keys."""
+    """A valid index: the day's data files (as fingerprinted), the index file, and which data
+    files hold receipts to drop (``dirty``; none when the day holds no duplicate)."""
 
     day: date
     files: tuple[str, ...]
     index: str
-    duplicates: int
+    dropped: int
+    dirty: tuple[str, ...]
+
+    @property
+    def clean(self) -> tuple[str, ...]:
+        return tuple(path for path in self.files if path not in self.dirty)
 
 
 def day_dirs(data_dir: Path, dataset: str) -> dict[date, Path]:
@@ -84,8 +97,7 @@ def data_files(folder: Path) -> tuple[list[str], str]:
 def valid_indexes(data_dir: Path, dataset: str) -> list[DayIndex]:
     """The days whose index matches their current files; the others need the window.
 
-    Cheap enough for every connection: a directory listing per day, no file is opened
-    (the number of duplicate keys is part of the index's file name).
+    Cheap enough for every connection: a directory listing per day, no file is opened.
     """
     cache_root = Path(data_dir) / CACHE / dataset
     if not cache_root.is_dir():
@@ -97,21 +109,24 @@ def valid_indexes(data_dir: Path, dataset: str) -> list[DayIndex]:
             continue
         files, fingerprint = data_files(folder)
         if files and fingerprint in cached:
-            path, duplicates = cached[fingerprint]
-            found.append(DayIndex(day, tuple(files), path, duplicates))
+            path, dropped, positions = cached[fingerprint]
+            dirty = files if positions == ALL_FILES else [files[int(i)] for i in positions.split(".") if i]
+            found.append(DayIndex(day, tuple(files), path, dropped, tuple(dirty)))
     return found
 
 
-def _cached(folder: Path) -> dict[str, tuple[str, int]]:
-    """fingerprint -> (index path, duplicate keys) of a day's cache folder."""
+def _cached(folder: Path) -> dict[str, tuple[str, int, str]]:
+    """fingerprint -> (index path, receipts dropped, positions of the files holding them)."""
     if not folder.is_dir():
         return {}
     cached = {}
     for entry in os.scandir(folder):
-        fingerprint, _, rest = entry.name.partition("-")
-        count = rest.removesuffix(".parquet")
-        if entry.name.endswith(".parquet") and count.isdigit():
-            cached[fingerprint] = (Path(entry.path).resolve().as_posix(), int(count))
+        parts = entry.name.removesuffix(".parquet").split("-")
+        if not entry.name.endswith(".parquet") or len(parts) != 3 or not parts[1].isdigit():
+            continue
+        fingerprint, dropped, positions = parts
+        if positions == ALL_FILES or all(i.isdigit() for i in positions.split(".") if i):
+            cached[fingerprint] = (Path(entry.path).resolve().as_posix(), int(dropped), positions)
     return cached
 
 
@@ -140,7 +155,7 @@ def refresh(data_dir: Path, dataset: str, first_day: date, last_day: date,
             if not files or fingerprint in cached or _newest_mtime(files) > time.time() - settle_s:
                 continue
             _write_index(con, data_dir, files, cache_folder, fingerprint)
-            for stale, _ in cached.values():
+            for stale, *_ in cached.values():
                 Path(stale).unlink(missing_ok=True)
             written += 1
     finally:
@@ -151,22 +166,24 @@ def refresh(data_dir: Path, dataset: str, first_day: date, last_day: date,
 
 def _write_index(con: duckdb.DuckDBPyConnection, data_dir: Path, files: list[str], folder: Path,
                  fingerprint: str) -> None:
-    """Each key stored more than once, with the file of its first receipt (ties: the first file by name).
-
-    A file holds a key at most once (landing and compaction deduplicate what they write),
-    so (key, file) names exactly the row to keep.
-    """
+    """Every receipt but the first of each key stored more than once, as (key, file)."""
     key = ", ".join(DEDUP_KEY)
     source = "read_parquet($files, union_by_name = true, filename = true)"
     # Two passes: finding the keys reads three columns; only their rows need the file names.
-    keys = con.sql(f"""
+    dropped = con.sql(f"""
         WITH repeated AS (SELECT {key} FROM {source} GROUP BY ALL HAVING count(*) > 1)
-        SELECT {key}, arg_min(filename, (ingest_time, filename)) AS {WINNER} FROM {source}
-        WHERE ({key}) IN (SELECT {key} FROM repeated) GROUP BY ALL""", params={"files": files}).to_arrow_table()
+        SELECT {key}, filename AS {DROPPED_FILE} FROM {source}
+        WHERE ({key}) IN (SELECT {key} FROM repeated)
+        QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY ingest_time, filename) > 1""",
+        params={"files": files}).to_arrow_table()
+    dirty = set(dropped[DROPPED_FILE].to_pylist())
+    positions = ".".join(str(i) for i, path in enumerate(files) if path in dirty)
+    if len(positions) > MAX_POSITIONS_CHARS:
+        positions = ALL_FILES
     buffer = pa.BufferOutputStream()
-    pq.write_table(keys, buffer)
+    pq.write_table(dropped, buffer)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{fingerprint}-{keys.num_rows}.parquet"
+    path = folder / f"{fingerprint}-{dropped.num_rows}-{positions}.parquet"
     write_atomically(buffer.getvalue(), path, tmp_dir(data_dir), fsync=False)
 
 

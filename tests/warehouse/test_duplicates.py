@@ -35,14 +35,12 @@ def test_the_index_holds_the_keys_stored_twice_and_reads_agree_with_the_window(t
     assert refresh(tmp_path) == 2
     [first_index] = index_folder(tmp_path, FIRST).iterdir()
     [second_index] = index_folder(tmp_path, SECOND).iterdir()
-    assert first_index.name.endswith("-4.parquet") and second_index.name.endswith("-0.parquet")
-    keys = pq.read_table(first_index).sort_by("span_id").to_pylist()
-    assert [key["span_id"] for key in keys] == [f"{i:016x}" for i in range(4)]
-    first_segment = min(query(tmp_path, "SELECT min(filename) AS f FROM read_parquet("
-                              f"'{tmp_path}/parquet/inferences/date=2026-05-01/*.parquet', filename = true) "
-                              "WHERE span_id = '0000000000000000' GROUP BY ingest_time ORDER BY ingest_time")["f"]
-                        .to_pylist()[:1])
-    assert {key["first_file"] for key in keys} == {first_segment}  # the earlier receipt's file
+    # day one: 4 later receipts, all in its second file (by name); day two: none
+    assert first_index.name.endswith("-4-1.parquet") and second_index.name.endswith("-0-.parquet")
+    files = sorted((tmp_path / "parquet" / "inferences" / "date=2026-05-01").iterdir())
+    dropped = pq.read_table(first_index).sort_by("span_id").to_pylist()
+    assert [(row["span_id"], row["file"]) for row in dropped] == [
+        (f"{i:016x}", files[1].resolve().as_posix()) for i in range(4)]
     assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [FIRST, SECOND]
     indexed = query(tmp_path, ALL_ROWS)
     assert indexed.equals(unindexed)
@@ -58,7 +56,7 @@ def test_the_catalog_trusts_a_valid_index(tmp_path):
     land_with_duplicates(tmp_path)
     refresh(tmp_path)
     [first_index] = index_folder(tmp_path, FIRST).iterdir()
-    first_index.rename(first_index.with_name(first_index.name.replace("-4.", "-0.")))
+    first_index.rename(first_index.with_name(first_index.name.replace("-4-1.", "-0-.")))
     assert count(tmp_path, "inferences", "date = DATE '2026-05-01'") == 10
 
 
@@ -70,7 +68,7 @@ def test_a_new_segment_makes_the_day_stale_until_it_is_indexed_again(tmp_path):
     assert count(tmp_path, "inferences", "date = DATE '2026-05-02'") == 5  # the window, meanwhile
     assert refresh(tmp_path) == 1
     [second_index] = index_folder(tmp_path, SECOND).iterdir()  # the stale one is gone
-    assert second_index.name.endswith("-2.parquet")
+    assert second_index.name.endswith("-2-1.parquet")  # in the new segment, after the day's first
     assert count(tmp_path, "inferences", "date = DATE '2026-05-02'") == 5
     assert query(tmp_path, "SELECT max(ingest_time) AS t FROM inferences WHERE date = DATE '2026-05-02'")["t"][0] \
         .as_py() == DAY

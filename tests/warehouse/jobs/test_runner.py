@@ -208,6 +208,6 @@ def test_a_run_indexes_the_settled_days_it_reads_and_counts_a_resent_span_once(d
     context = JobContext(data_dir, now=utc(2026, 11, 3))
     run_job(COUNT_JOB, context, windows_between("hour", utc(2026, 11, 2, 10), utc(2026, 11, 2, 11)))
     [index] = duplicates.valid_indexes(data_dir, "inferences")
-    assert (index.day.isoformat(), index.duplicates) == ("2026-11-02", 1)
+    assert (index.day.isoformat(), index.dropped, len(index.dirty)) == ("2026-11-02", 1, 1)
     rows = query(data_dir, "SELECT requests, cost_usd FROM test_counts WHERE service = 'a'").to_pylist()
     assert rows == [{"requests": 3, "cost_usd": 1.25}]
