@@ -12,7 +12,10 @@ present in the `inferences` view. Reports, per run and as the median of runs:
 - collector peak RSS (sampled every 100 ms),
 - Parquet bytes per span on disk.
 
-Usage: python bench/ingest.py [--runs 3] [--seconds 20] [--connections 4] [--spans-per-request 512]
+The scheduled jobs are off in the measured server (``--with-jobs`` keeps them on):
+this measures the collector; the jobs have their own benchmark (bench/jobs.py).
+
+Usage: python bench/ingest.py [--runs 3] [--seconds 20] [--connections 4] [--spans-per-request 512] [--with-jobs]
 """
 from __future__ import annotations
 
@@ -129,8 +132,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_collector(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "INFERLEDGER_SUBJECT_KEY": "ab" * 32}
+def start_collector(data_dir: Path, port: int, with_jobs: bool = False) -> subprocess.Popen:
+    """``inferledger serve`` as deployed, but for the scheduled jobs unless ``with_jobs``: their
+    catch-up at start and their rollups of the day being written share the two cores."""
+    env = {**os.environ, "INFERLEDGER_SUBJECT_KEY": "ab" * 32,
+           "INFERLEDGER_JOBS__ENABLED": "true" if with_jobs else "false"}
     process = subprocess.Popen(
         [sys.executable, "-m", "inferledger.cli", "serve", "--data-dir", str(data_dir), "--http-port", str(port),
          "--grpc-port", str(free_port())],
@@ -180,7 +186,7 @@ def count_rows(data_dir: Path) -> int:
 def run_once(args, payloads: list[bytes]) -> dict:
     work = Path(tempfile.mkdtemp(prefix="inferledger-bench-"))
     port = free_port()
-    process = start_collector(work / "data", port)
+    process = start_collector(work / "data", port, args.with_jobs)
     proc = psutil.Process(process.pid)
     peak_rss, sampling = [0], [True]
 
@@ -230,6 +236,8 @@ def main() -> None:
     parser.add_argument("--spans-per-request", type=int, default=512)
     parser.add_argument("--payloads", type=int, default=64, help="distinct pre-built payloads to cycle through")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--with-jobs", action="store_true",
+                        help="keep the scheduled jobs on in the server (off by default: this measures the collector)")
     args = parser.parse_args()
     rng = random.Random(42)
     now_ns = time.time_ns()
