@@ -20,7 +20,6 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-from reports.charts import budget_burn, cost_trend
 from reports.config import ReportsConfig
 from reports.render import render
 from reports.weekly import IsoWeek, WeeklyReport, build_weekly
@@ -28,6 +27,8 @@ from reports.weekly import IsoWeek, WeeklyReport, build_weekly
 
 def chart_images(report: WeeklyReport, symbol: str = "$") -> dict[str, bytes]:
     """Chart name -> PNG. The burn chart only when some budget has an amount and results."""
+    from reports.charts import budget_burn, cost_trend  # matplotlib on first use: the server sends weekly
+
     first_day = report.week.first_day - timedelta(weeks=report.trend_weeks - 1)
     charts = {"cost_trend": cost_trend(report.trend, first_day, report.week.first_day, report.week.last_day, symbol)}
     if any(r.get("amount_usd") for rows in report.jobs.burn.values() for r in rows):

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import stats as scipy_stats
+
+def _scipy_stats():
+    """scipy.stats, imported on first use: 60 MB that a collector-only server never needs."""
+    from scipy import stats
+
+    return stats
+
 
 PSI_EPSILON = 1e-4  # share given to an empty bin, so ln(c/r) stays finite
 MIN_EXPECTED = 5.0  # Cochran: every expected cell count of a chi-square table at least this
@@ -67,7 +73,7 @@ def two_proportion(x_reference: int, n_reference: int, x_current: int, n_current
     pooled = (x_reference + x_current) / (n_reference + n_current)
     variance = pooled * (1 - pooled) * (1 / n_reference + 1 / n_current)
     z = 0.0 if variance == 0 else (share_c - share_r) / math.sqrt(variance)
-    p_value = float(2 * scipy_stats.norm.sf(abs(z)))
+    p_value = float(2 * _scipy_stats().norm.sf(abs(z)))
     change = share_c - share_r
     smallest_expected = min(n * q for n in (n_reference, n_current) for q in (pooled, 1 - pooled))
     verdict = "drift" if p_value < alpha and abs(change) >= min_change else "none"
@@ -131,7 +137,7 @@ def chi_square_homogeneity(reference: Mapping[str, int], current: Mapping[str, i
     expected = np.outer([n_r, n_c], observed.sum(axis=0)) / (n_r + n_c)
     statistic = float(((observed - expected) ** 2 / expected).sum())
     df = len(table) - 1
-    p_value = float(scipy_stats.chi2.sf(statistic, df))
+    p_value = float(_scipy_stats().chi2.sf(statistic, df))
     return TestResult("chi_square", statistic, p_value, n_r, n_c, "drift" if p_value < alpha else "none",
                       alpha=alpha, detail={"df": df, "merged": merged, "categories": list(table)})
 
@@ -234,7 +240,7 @@ def ks(reference: Sequence[float], current: Sequence[float], *, alpha: float = 0
     n_r, n_c = values_r.size, values_c.size
     if _too_few(n_r, n_c, min_samples):
         return insufficient("ks", n_r, n_c, min_samples)
-    result = scipy_stats.ks_2samp(values_r, values_c, method="auto")
+    result = _scipy_stats().ks_2samp(values_r, values_c, method="auto")
     statistic, p_value = float(result.statistic), float(result.pvalue)
     critical = math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((n_r + n_c) / (n_r * n_c))
     return TestResult("ks", statistic, p_value, n_r, n_c, "drift" if p_value < alpha else "none",
