@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from datetime import date, timedelta
 
 import pyarrow.parquet as pq
@@ -10,6 +11,8 @@ import pyarrow.parquet as pq
 from tests.warehouse.test_catalog import DAY, count, land, spans
 from warehouse import duplicates
 from warehouse.catalog import query
+from warehouse.compaction import CompactionSettings
+from warehouse.storage import Storage, StorageSettings
 
 FIRST, SECOND = date(2026, 5, 1), date(2026, 5, 2)
 ALL_ROWS = "SELECT * EXCLUDE (cost_version) FROM inferences ORDER BY span_id, ingest_time"
@@ -101,3 +104,41 @@ def test_the_first_receipt_wins_even_when_it_landed_in_a_later_file(tmp_path):
     indexed = query(tmp_path, ALL_ROWS)
     assert indexed.equals(unindexed)
     assert set(indexed["ingest_time"].to_pylist()) == {DAY}
+
+
+def test_a_day_in_its_compaction_grace_period_is_indexed_and_read_once(tmp_path):
+    """Segments and the compaction that replaced them both on disk: every key twice, counted once."""
+    land(tmp_path, *[spans(5, first=i * 5) for i in range(4)])
+    settings = StorageSettings(seal_interval_s=0.2, compaction=CompactionSettings(
+        interval_s=0.05, min_files=2, grace_s=600.0, idle_s=0.0))
+    with Storage(tmp_path, settings) as storage:
+        for _ in range(200):
+            if storage.stats()["compactions"] >= 1:
+                break
+            time.sleep(0.05)
+        assert storage.stats()["compactions"] >= 1
+        assert count(tmp_path, "inferences_all") == 40  # 4 segments + their compaction
+        unindexed = query(tmp_path, ALL_ROWS)
+        assert refresh(tmp_path) == 1
+        [index] = duplicates.valid_indexes(tmp_path, "inferences")
+        assert index.dropped == 20 and index.dirty  # one copy of each key is dropped
+        assert query(tmp_path, ALL_ROWS).equals(unindexed)
+        assert count(tmp_path, "inferences") == 20
+
+
+def test_readers_stay_exact_while_compaction_replaces_indexed_files(tmp_path):
+    land(tmp_path, *[spans(5, first=i * 5) for i in range(12)])
+    refresh(tmp_path)
+    settings = StorageSettings(seal_interval_s=0.2, compaction=CompactionSettings(
+        interval_s=0.05, min_files=2, grace_s=0.5, idle_s=0.0))
+    counts = []
+    with Storage(tmp_path, settings) as storage:
+        for _ in range(200):
+            counts.append(count(tmp_path, "inferences"))
+            refresh(tmp_path)
+            if storage.stats()["segment_files"] == 1:
+                break
+            time.sleep(0.02)
+    assert set(counts) == {60}
+    refresh(tmp_path)
+    assert count(tmp_path, "inferences") == 60 and duplicates.valid_indexes(tmp_path, "inferences")
