@@ -70,6 +70,10 @@ class JobsConfig(_Section):
         7, ge=0, le=90, description="On start, windows missed while the server was down are recomputed, at most this far back.")
     memory_limit: str = Field("1GB", description="DuckDB memory limit of a job's queries (spills to disk beyond it).")
     threads: int = Field(2, ge=1, le=64, description="DuckDB threads per job query.")
+    nice: int = Field(
+        10, ge=0, le=19, description="Inside `inferledger serve`, jobs and scheduled tasks (alerts, reports) run this much nicer "
+        "(lower CPU priority) than the collector, so ingest comes first on a busy machine (Linux; their DuckDB "
+        "threads inherit it).")
     drift: DriftConfig = Field(default_factory=DriftConfig)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -211,3 +212,67 @@ def test_a_run_indexes_the_settled_days_it_reads_and_counts_a_resent_span_once(d
     assert (index.day.isoformat(), index.dropped, len(index.dirty)) == ("2026-11-02", 1, 1)
     rows = query(data_dir, "SELECT requests, cost_usd FROM test_counts WHERE service = 'a'").to_pylist()
     assert rows == [{"requests": 3, "cost_usd": 1.25}]
+
+
+def _nice_of_threads() -> dict[int, int]:
+    """Linux: thread id -> nice value, from /proc (field 19 of stat)."""
+    values = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        values[int(task.name)] = int(stat[stat.rindex(")") + 2:].split()[16])
+    return values
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread priorities are read from Linux /proc")
+def test_jobs_run_nicer_than_the_collector_and_their_duckdb_threads_inherit_it():
+    import threading
+
+    import duckdb
+
+    from inferledger.scheduler import lower_thread_priority
+
+    base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    seen = {}
+
+    def job_thread() -> None:
+        lower_thread_priority(5)
+        lower_thread_priority(5)  # the executor reuses its thread: not 10 steps
+        before = set(_nice_of_threads())
+        con = duckdb.connect(":memory:", config={"threads": 3})
+        con.sql("SELECT sum(i) FROM range(3000000) t(i)").fetchall()
+        seen["own"] = _nice_of_threads()[threading.get_native_id()]
+        seen["duckdb"] = [nice for tid, nice in _nice_of_threads().items() if tid not in before]
+        con.close()
+
+    worker = threading.Thread(target=job_thread)
+    worker.start()
+    worker.join()
+    assert seen["own"] == min(19, base + 5)
+    assert seen["duckdb"] and set(seen["duckdb"]) == {min(19, base + 5)}
+    assert _nice_of_threads()[threading.get_native_id()] == base  # the rest of the process is untouched
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread priorities are read from Linux /proc")
+def test_the_scheduler_threads_run_jobs_and_tasks_nicer(data_dir):
+    import threading
+
+    config = make_config(data_dir, jobs__enabled=False, jobs__nice=7)
+    environment = JobEnvironment(data_dir, config)
+    scheduler = start_scheduler(environment, start_delay_s=0)
+    seen = []
+    try:
+        from apscheduler.triggers.date import DateTrigger
+
+        from inferledger.scheduler import add_task
+
+        add_task(scheduler, "probe", lambda: seen.append(_nice_of_threads()[threading.get_native_id()]),
+                 DateTrigger())  # once, now
+        deadline = time.monotonic() + 15
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert seen == [min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + 7)]
