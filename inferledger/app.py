@@ -35,6 +35,7 @@ from inferledger.config import Config, subject_key
 from inferledger.health import HealthRecorder
 from inferledger.scheduler import JobEnvironment, add_task, start_scheduler
 from reports.weekly_email import send_weekly_report
+from warehouse import duplicates
 from warehouse.compaction import CompactionSettings
 from warehouse.retention import apply_retention
 from warehouse.signing import SigningKeyError, configured_private_key, sign_head
@@ -241,6 +242,8 @@ def add_tasks(pipeline: Pipeline) -> None:
     * collector health into ``job_metrics`` every minute;
     * alert evaluation every minute too: a pending alert must fire once its ``for``
       has passed even when no job runs, and a queued notification is retried;
+    * the duplicate indexes of settled days every 15 minutes (``warehouse/duplicates.py``),
+      so every reader skips the deduplication window even with the jobs off;
     * retention daily, the weekly report on its schedule (in the report's time zone),
       and signing the chain head when a signing key is configured.
     """
@@ -248,6 +251,9 @@ def add_tasks(pipeline: Pipeline) -> None:
     health = HealthRecorder(data_dir, pipeline.receiver.metrics.registry)
     add_task(pipeline.scheduler, "collector_health", health.record, "* * * * *")
     add_task(pipeline.scheduler, "alerts", lambda: run_alerts(data_dir, config), "* * * * *")
+    index_settings = {"memory_limit": config.jobs.memory_limit, "threads": config.jobs.threads}
+    add_task(pipeline.scheduler, "duplicate_index", lambda: duplicates.refresh_all(data_dir, index_settings),
+             "*/15 * * * *", run_at_start=True)
     manifest = pipeline.storage.manifest
     add_task(pipeline.scheduler, "retention",
              lambda: apply_retention(data_dir, config.audit.retention_policy(), datetime.now(UTC).date(), manifest,

@@ -23,8 +23,9 @@ name order) hold them, so checking and using indexes opens no file.
 Layout: ``cache/duplicates/<dataset>/date=<day>/<fingerprint>-<dropped>-<positions>.parquet``
 (positions like ``3.4``; ``all`` when there are too many to name). The cache holds
 only span keys and file names (no content, no personal data) and can be deleted at
-any time. The jobs runner refreshes the days it reads (``refresh``); readers only use
-what is there (``valid_indexes``).
+any time. The jobs runner refreshes the days it reads (``refresh``), and ``inferledger serve``
+every day every 15 minutes (``refresh_all``); readers only use what is there
+(``valid_indexes``).
 """
 from __future__ import annotations
 
@@ -162,6 +163,19 @@ def refresh(data_dir: Path, dataset: str, first_day: date, last_day: date,
         if own:
             con.close()
     return written
+
+
+def refresh_all(data_dir: Path, settings: dict | None = None) -> int:
+    """Refresh every day of every dataset (the server's periodic task; cheap when nothing changed).
+
+    ``settings``: DuckDB settings of the indexing connection (memory limit, threads)."""
+    from warehouse.record import DATASETS
+
+    con = duckdb.connect(":memory:", config=settings or {})
+    try:
+        return sum(refresh(data_dir, dataset, date.min, date.max, con) for dataset in DATASETS)
+    finally:
+        con.close()
 
 
 def _write_index(con: duckdb.DuckDBPyConnection, data_dir: Path, files: list[str], folder: Path,

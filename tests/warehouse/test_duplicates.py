@@ -142,3 +142,11 @@ def test_readers_stay_exact_while_compaction_replaces_indexed_files(tmp_path):
     assert set(counts) == {60}
     refresh(tmp_path)
     assert count(tmp_path, "inferences") == 60 and duplicates.valid_indexes(tmp_path, "inferences")
+
+
+def test_refresh_all_indexes_every_settled_day_of_every_dataset(tmp_path, monkeypatch):
+    land_with_duplicates(tmp_path)
+    monkeypatch.setattr(duplicates, "SETTLE_S", 0.0)
+    assert duplicates.refresh_all(tmp_path, {"memory_limit": "256MB", "threads": 1}) == 2
+    assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [FIRST, SECOND]
+    assert duplicates.refresh_all(tmp_path) == 0
