@@ -30,8 +30,10 @@ every day every 15 minutes (``refresh_all``); readers only use what is there
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -48,6 +50,8 @@ DROPPED_FILE = "file"  # index column: the data file holding a later receipt of 
 ALL_FILES = "all"  # positions too many for a file name: every file of the day is filtered
 MAX_POSITIONS_CHARS = 120
 SETTLE_S = 30.0  # a day whose files changed more recently is still being written
+_REFRESHING = threading.Lock()  # the jobs and the serve task share a process and its tmp file names
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -141,28 +145,39 @@ def refresh(data_dir: Path, dataset: str, first_day: date, last_day: date,
     """
     data_dir = Path(data_dir)
     settle_s = SETTLE_S if settle_s is None else settle_s
-    days = day_dirs(data_dir, dataset)
-    _drop_vanished_days(data_dir, dataset, set(days))
     own = con is None
     con = con or duckdb.connect(":memory:")
     written = 0
     try:
-        for day, folder in sorted(days.items()):
-            if not first_day <= day <= last_day:
-                continue
-            files, fingerprint = data_files(folder)
-            cache_folder = data_dir / CACHE / dataset / f"date={day.isoformat()}"
-            cached = _cached(cache_folder)
-            if not files or fingerprint in cached or _newest_mtime(files) > time.time() - settle_s:
-                continue
-            _write_index(con, data_dir, files, cache_folder, fingerprint)
-            for stale, *_ in cached.values():
-                Path(stale).unlink(missing_ok=True)
-            written += 1
+        with _REFRESHING:
+            days = day_dirs(data_dir, dataset)
+            _drop_vanished_days(data_dir, dataset, set(days))
+            for day, folder in sorted(days.items()):
+                if first_day <= day <= last_day:
+                    written += _refresh_day(con, data_dir, dataset, day, folder, settle_s)
     finally:
         if own:
             con.close()
     return written
+
+
+def _refresh_day(con: duckdb.DuckDBPyConnection, data_dir: Path, dataset: str, day: date, folder: Path,
+                 settle_s: float) -> int:
+    """1 if the day was indexed. A file that vanishes meanwhile (a compaction ending its grace
+    period, an erasure) only postpones the day to the next refresh: it must not fail the caller."""
+    cache_folder = data_dir / CACHE / dataset / f"date={day.isoformat()}"
+    try:
+        files, fingerprint = data_files(folder)
+        cached = _cached(cache_folder)
+        if not files or fingerprint in cached or _newest_mtime(files) > time.time() - settle_s:
+            return 0
+        _write_index(con, data_dir, files, cache_folder, fingerprint)
+    except (OSError, duckdb.IOException) as error:
+        log.info("duplicate index of %s %s postponed: %s", dataset, day, error)
+        return 0
+    for stale, *_ in cached.values():
+        Path(stale).unlink(missing_ok=True)
+    return 1
 
 
 def refresh_all(data_dir: Path, settings: dict | None = None) -> int:

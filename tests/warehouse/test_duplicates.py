@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import shutil
 import time
 from datetime import date, timedelta
@@ -150,3 +151,17 @@ def test_refresh_all_indexes_every_settled_day_of_every_dataset(tmp_path, monkey
     assert duplicates.refresh_all(tmp_path, {"memory_limit": "256MB", "threads": 1}) == 2
     assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [FIRST, SECOND]
     assert duplicates.refresh_all(tmp_path) == 0
+
+
+def test_a_file_vanishing_during_a_refresh_postpones_the_day_without_failing(tmp_path, monkeypatch):
+    land_with_duplicates(tmp_path)
+    real_write = duplicates._write_index
+
+    def compaction_deletes_meanwhile(con, data_dir, files, folder, fingerprint):
+        if "2026-05-01" in folder.name:
+            Path(files[0]).unlink()  # gone between listing and reading, as after a grace period
+        return real_write(con, data_dir, files, folder, fingerprint)
+
+    monkeypatch.setattr(duplicates, "_write_index", compaction_deletes_meanwhile)
+    assert refresh(tmp_path) == 1  # day two indexed, day one postponed
+    assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [SECOND]
