@@ -174,14 +174,11 @@ class _Batch:
 
 def normalize_request(request, settings: NormalizeSettings, ingest_time: datetime) -> NormalizedBatch:
     """Normalize an ``ExportTraceServiceRequest`` (see the module docstring)."""
-    batch = _Batch(settings, ingest_time)
     max_bytes = settings.max_attribute_value_bytes
-    for resource_spans in request.resource_spans:
-        resource = _Resource(a.read_plain(resource_spans.resource.attributes, max_bytes), settings)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                batch.add(span, resource)
-    return batch.finish()
+    resources = ((a.read_plain(resource_spans.resource.attributes, max_bytes),
+                  (span for scope_spans in resource_spans.scope_spans for span in scope_spans.spans))
+                 for resource_spans in request.resource_spans)
+    return _normalize(resources, _Batch(settings, ingest_time))
 
 
 def normalize_protobuf(body: bytes, settings: NormalizeSettings, ingest_time: datetime) -> NormalizedBatch:
@@ -191,9 +188,13 @@ def normalize_protobuf(body: bytes, settings: NormalizeSettings, ingest_time: da
                                          settings.max_attribute_value_bytes)
     if resources is None:  # no C reader, or a body only upb can judge
         return normalize_request(decode_protobuf(body), settings, ingest_time)
-    batch = _Batch(settings, ingest_time, presorted=True)
+    return _normalize(resources, _Batch(settings, ingest_time, presorted=True))
+
+
+def _normalize(resources, batch: _Batch) -> NormalizedBatch:
+    """``resources``: (resource attributes as ``read_plain`` reads them, that resource's spans) pairs."""
     for resource_attributes, spans in resources:
-        resource = _Resource(resource_attributes, settings)
+        resource = _Resource(resource_attributes, batch.settings)
         for span in spans:
             batch.add(span, resource)
     return batch.finish()

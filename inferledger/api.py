@@ -229,11 +229,8 @@ def build_router(services: ApiServices) -> APIRouter:
             logged.update(shown)
             con = services.connection(principal)
         export = DecisionExport(con, services.data_dir, where, format)
-        chunks = _logged_stream(services, export, con, request, principal, logged, started)
-        first = next(chunks, b"")  # errors before the first byte still get a proper status
-        spec = FORMATS[format]
-        return StreamingResponse(_prepend(first, chunks), media_type=spec.media_type,
-                                 headers={"Content-Disposition": f'attachment; filename="decisions.{spec.extension}"'})
+        headers = {"Content-Disposition": f'attachment; filename="decisions.{FORMATS[format].extension}"'}
+        return export_response(services, export, con, request, principal, logged, started, headers)
 
     @router.get("/decisions/{trace_id}/{span_id}", response_model=DecisionDetail, tags=["auditor"],
                 summary="One decision with its attempts, reviews and cost provenance",
@@ -284,6 +281,17 @@ def build_router(services: ApiServices) -> APIRouter:
                 "tenant": principal.tenant, "authentication_required": services.gate.required}
 
     return router
+
+
+def export_response(services: ApiServices, export: DecisionExport, con, request: Request, principal: Principal,
+                    parameters: dict, started: float, headers: dict[str, str]) -> StreamingResponse:
+    """Stream ``export`` (API and dashboard); the access log entry is written when the stream ends.
+
+    The first chunk is produced before the response starts, so an error before the first byte
+    still gets a proper status."""
+    chunks = _logged_stream(services, export, con, request, principal, parameters, started)
+    first = next(chunks, b"")
+    return StreamingResponse(_prepend(first, chunks), media_type=FORMATS[export.fmt].media_type, headers=headers)
 
 
 def _logged_stream(services: ApiServices, export: DecisionExport, con, request: Request, principal: Principal,

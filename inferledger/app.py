@@ -37,6 +37,7 @@ from inferledger.scheduler import JobEnvironment, add_task, start_scheduler
 from reports.weekly_email import send_weekly_report
 from warehouse import duplicates
 from warehouse.compaction import CompactionSettings
+from warehouse.jobs.runner import duckdb_limits
 from warehouse.retention import apply_retention
 from warehouse.signing import SigningKeyError, configured_private_key, sign_head
 from warehouse.storage import Storage, StorageSettings
@@ -251,9 +252,8 @@ def add_tasks(pipeline: Pipeline) -> None:
     health = HealthRecorder(data_dir, pipeline.receiver.metrics.registry)
     add_task(pipeline.scheduler, "collector_health", health.record, "* * * * *")
     add_task(pipeline.scheduler, "alerts", lambda: run_alerts(data_dir, config), "* * * * *")
-    index_settings = {"memory_limit": config.jobs.memory_limit, "threads": config.jobs.threads}
-    add_task(pipeline.scheduler, "duplicate_index", lambda: duplicates.refresh_all(data_dir, index_settings),
-             "*/15 * * * *", run_at_start=True)
+    add_task(pipeline.scheduler, "duplicate_index",
+             lambda: duplicates.refresh_all(data_dir, duckdb_limits(config.jobs)), "*/15 * * * *", run_at_start=True)
     manifest = pipeline.storage.manifest
     add_task(pipeline.scheduler, "retention",
              lambda: apply_retention(data_dir, config.audit.retention_policy(), datetime.now(UTC).date(), manifest,

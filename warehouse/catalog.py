@@ -49,6 +49,7 @@ from warehouse.record import DATASETS, SCHEMA_VERSION
 from warehouse.retention import RETENTION_ACTIONS, RETENTION_SCHEMA
 
 DEDUP_WINDOW = "PARTITION BY date, trace_id, span_id, start_time ORDER BY ingest_time"
+HIVE_OPTIONS = "hive_partitioning = true, hive_types = {'date': DATE}"  # the date= folders as a DATE column
 READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 CONNECT_ATTEMPTS = 3
 
@@ -158,7 +159,7 @@ def _read_files_sql(paths: list[str], with_filename: bool = False) -> str:
         by_version.setdefault(int(Path(path).name.split("-", 1)[0].removeprefix("v")), []).append(path)
     if not paths:
         return ""
-    options = "hive_partitioning = true, hive_types = {'date': DATE}" + (", filename = true" if with_filename else "")
+    options = HIVE_OPTIONS + (", filename = true" if with_filename else "")
     return " UNION ALL BY NAME ".join(f"SELECT * FROM read_parquet({_sql_list(files)}, {options})"
                                       for _, files in sorted(by_version.items(), reverse=True))
 
@@ -176,8 +177,7 @@ def _source(con: duckdb.DuckDBPyConnection, data_dir: Path, dataset: str, schema
         con.register(f"_{dataset}_empty", empty)
         return f"SELECT * FROM _{dataset}_empty"
     return " UNION ALL BY NAME ".join(
-        f"SELECT * FROM read_parquet({_quote(version_glob(data_dir, dataset, v))}, "
-        "hive_partitioning = true, hive_types = {'date': DATE})" for v in versions)
+        f"SELECT * FROM read_parquet({_quote(version_glob(data_dir, dataset, v))}, {HIVE_OPTIONS})" for v in versions)
 
 
 def query(data_dir: Path, sql: str, params: Sequence[Any] | None = None,

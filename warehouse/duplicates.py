@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.landing import DEDUP_KEY, NULL_PARTITION, tmp_dir, write_atomically
+from warehouse.record import DATASETS
 
 CACHE = Path("cache") / "duplicates"
 DROPPED_FILE = "file"  # index column: the data file holding a later receipt of the key
@@ -180,15 +181,14 @@ def _refresh_day(con: duckdb.DuckDBPyConnection, data_dir: Path, dataset: str, d
     return 1
 
 
-def refresh_all(data_dir: Path, settings: dict | None = None) -> int:
-    """Refresh every day of every dataset (the server's periodic task; cheap when nothing changed).
+def refresh_all(data_dir: Path, settings: dict | None = None, first_day: date = date.min,
+                last_day: date = date.max) -> int:
+    """Refresh the days in ``[first_day, last_day]`` of every dataset (cheap when nothing changed).
 
     ``settings``: DuckDB settings of the indexing connection (memory limit, threads)."""
-    from warehouse.record import DATASETS
-
     con = duckdb.connect(":memory:", config=settings or {})
     try:
-        return sum(refresh(data_dir, dataset, date.min, date.max, con) for dataset in DATASETS)
+        return sum(refresh(data_dir, dataset, first_day, last_day, con) for dataset in DATASETS)
     finally:
         con.close()
 

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from inferledger.auth import Principal
 from inferledger.dashboard.decisions import parse_search
@@ -21,7 +21,7 @@ from warehouse.audit.export import FORMATS, DecisionExport
 
 
 def export_response(site, request: Request, viewer: Principal) -> Response:
-    from inferledger.api import _logged_stream, _prepend
+    from inferledger.api import export_response
 
     fmt = request.query_params.get("format", "csv")
     search, errors = parse_search(dict(request.query_params), datetime.now(UTC).date(), viewer.tenant)
@@ -37,10 +37,7 @@ def export_response(site, request: Request, viewer: Principal) -> Response:
     logged = {"format": fmt, "via": "dashboard",
               **{key: value for key, value in asdict(where).items() if value not in (None, False)}}
     con = site.audit_connection(viewer)
-    chunks = _logged_stream(site.api, DecisionExport(con, site.data_dir, where, fmt), con, request, viewer, logged,
-                            started)
-    first = next(chunks, b"")  # an error before the first byte still gets a proper status
-    spec = FORMATS[fmt]
-    name = f"decisions-{search.date_from}-{search.date_to}.{spec.extension}"
+    name = f"decisions-{search.date_from}-{search.date_to}.{FORMATS[fmt].extension}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
-    return StreamingResponse(_prepend(first, chunks), media_type=spec.media_type, headers=headers)
+    return export_response(site.api, DecisionExport(con, site.data_dir, where, fmt), con, request, viewer, logged,
+                           started, headers)

@@ -165,3 +165,15 @@ def test_a_file_vanishing_during_a_refresh_postpones_the_day_without_failing(tmp
     monkeypatch.setattr(duplicates, "_write_index", compaction_deletes_meanwhile)
     assert refresh(tmp_path) == 1  # day two indexed, day one postponed
     assert [i.day for i in duplicates.valid_indexes(tmp_path, "inferences")] == [SECOND]
+
+
+def test_foreign_files_in_the_cache_are_ignored(tmp_path):
+    land_with_duplicates(tmp_path)
+    folder = index_folder(tmp_path, FIRST)
+    folder.mkdir(parents=True)
+    for name in ("notes.txt", "abc.parquet", "abc-x-1.parquet", "abc-1-one.parquet", "abc-1-2-3.parquet"):
+        (folder / name).write_text("not an index")
+    assert duplicates.valid_indexes(tmp_path, "inferences") == []
+    assert count(tmp_path, "inferences") == 11  # the window, as without a cache
+    assert refresh(tmp_path) == 2
+    assert count(tmp_path, "inferences") == 11

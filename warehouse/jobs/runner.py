@@ -36,7 +36,6 @@ import pyarrow as pa
 from warehouse import duplicates
 from warehouse.jobs.config import BudgetConfig, JobsConfig
 from warehouse.jobs.results import append_rows, ensure_table, replace_windows, table_dir, with_window
-from warehouse.record import DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +119,12 @@ def connect(context: JobContext):
     spill = Path(context.data_dir) / "spill" / "jobs"
     spill.mkdir(parents=True, exist_ok=True)
     return catalog_connect(context.data_dir, settings={
-        "memory_limit": context.settings.memory_limit, "threads": context.settings.threads,
-        "temp_directory": spill.resolve().as_posix()})
+        **duckdb_limits(context.settings), "temp_directory": spill.resolve().as_posix()})
+
+
+def duckdb_limits(settings: JobsConfig) -> dict[str, Any]:
+    """The DuckDB settings every job-side connection runs with (``[jobs] memory_limit`` and ``threads``)."""
+    return {"memory_limit": settings.memory_limit, "threads": settings.threads}
 
 
 def floor_time(moment: datetime, granularity: Granularity) -> datetime:
@@ -196,13 +199,8 @@ def index_duplicates(context: JobContext, start: datetime, end: datetime) -> Non
     Reaches back ``INDEX_LOOKBACK`` before ``start``, as far as the drift and anomaly
     baselines read, so every job reads settled days without the deduplication window.
     """
-    first_day, last_day = (start - INDEX_LOOKBACK).date(), end.date()
-    con = connect(context)
-    try:
-        for dataset in DATASETS:
-            duplicates.refresh(context.data_dir, dataset, first_day, last_day, con)
-    finally:
-        con.close()
+    duplicates.refresh_all(context.data_dir, duckdb_limits(context.settings),
+                           (start - INDEX_LOOKBACK).date(), end.date())
 
 
 def _run_chunk(job: Job, context: JobContext, chunk: list[Window]) -> int:
