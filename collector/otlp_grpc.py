@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.errors import CollectorError, RetryableError
 from collector.receiver import Receiver, wrap_storage_failure
-from collector.tenancy import Authenticate, headers_of, restrict_to_tenant
+from collector.tenancy import Authenticate, headers_of
 from collector.workers import PROTOBUF
 
 
@@ -52,13 +52,11 @@ class TraceService(_Guarded):
             tenant = self.tenant_of(context)
             self.receiver.check_capacity()
             try:
-                batch = self.receiver.normalize(body, PROTOBUF).result()
+                batch = self.receiver.normalize(body, PROTOBUF, tenant).result()
             except CollectorError:
                 raise
             except Exception as exc:  # a worker process died: nothing was acknowledged, the client retries
                 raise RetryableError(f"normalization failed ({type(exc).__name__}); retry") from exc
-            if tenant is not None:
-                batch = restrict_to_tenant(batch, tenant)
             outcome = self.receiver.submit(batch, "grpc")
             try:
                 outcome.wait_durable()

@@ -27,7 +27,7 @@ from collector.errors import (CollectorError, PayloadTooLarge, PermanentError, R
                               UnsupportedMediaType)
 from collector.workers import DECODERS, PROTOBUF
 from collector.receiver import Receiver, wrap_storage_failure
-from collector.tenancy import Authenticate, restrict_to_tenant
+from collector.tenancy import Authenticate
 
 JSON = "application/json"
 GRPC_CODE_FOR_STATUS = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14}
@@ -51,13 +51,11 @@ def build_router(receiver: Receiver, max_body_bytes: int, authenticate: Authenti
             receiver.check_capacity()
             body = await read_body(request, max_body_bytes)
             try:
-                batch = await asyncio.wrap_future(receiver.normalize(body, content_type))
+                batch = await asyncio.wrap_future(receiver.normalize(body, content_type, tenant))
             except CollectorError:
                 raise
             except Exception as exc:  # a worker process died: nothing was acknowledged, the client retries
                 raise RetryableError(f"normalization failed ({type(exc).__name__}); retry") from exc
-            if tenant is not None:
-                batch = restrict_to_tenant(batch, tenant)
             outcome = receiver.submit(batch, "http")
             try:
                 await asyncio.gather(*(asyncio.wrap_future(f) for f in outcome.durable))

@@ -11,12 +11,10 @@ import concurrent.futures
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import pyarrow as pa
-
 from collector.errors import RetryableError
 from collector.metrics import PipelineMetrics
-from collector.normalize import NormalizedBatch
-from collector.workers import NormalizerPool
+from collector.workers import EncodedBatch, NormalizerPool
+from warehouse.wal import EncodedFrame
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -24,7 +22,7 @@ MAX_MESSAGE_CHARS = 2000
 class Sink(Protocol):
     """What the receiver needs from storage (``warehouse.storage.Storage``)."""
 
-    def append(self, dataset: str, batch: pa.RecordBatch) -> concurrent.futures.Future: ...
+    def append_encoded(self, frame: EncodedFrame) -> concurrent.futures.Future: ...
 
     def can_accept(self) -> tuple[bool, str]: ...
 
@@ -60,11 +58,12 @@ class Receiver:
         if not ok:  # the transports count the refusal under their own outcome label
             raise RetryableError(f"collector is over capacity ({reason}); retry later", self.retry_after_s)
 
-    def normalize(self, body: bytes, content_type: str) -> concurrent.futures.Future:
-        """Decode and normalize ``body`` (in a worker process when configured); a future of the batch."""
-        return self.normalizers.submit(body, content_type)
+    def normalize(self, body: bytes, content_type: str, tenant: str | None = None) -> concurrent.futures.Future:
+        """Decode, normalize and serialize ``body`` (in a worker process when configured);
+        a future of the ``EncodedBatch``. ``tenant``: the one the API key may write."""
+        return self.normalizers.submit(body, content_type, tenant)
 
-    def submit(self, batch: NormalizedBatch, transport: str) -> ExportOutcome:
+    def submit(self, batch: EncodedBatch, transport: str) -> ExportOutcome:
         """Hand normalized records to the write-ahead log; the caller waits on ``durable``.
 
         Capacity was checked before decoding; a full write-ahead log queue still fails the
@@ -77,10 +76,9 @@ class Receiver:
             outcome.message = _join_messages(batch.rejected_spans, batch.rejection_messages)
         if batch.dropped_spans:
             self.metrics.spans_dropped.inc(batch.dropped_spans)
-        for dataset, records in (("inferences", batch.inferences), ("http_attempts", batch.http_attempts)):
-            if records.num_rows:
-                outcome.durable.append(self.sink.append(dataset, records))
-                outcome.rows_by_dataset[dataset] = records.num_rows
+        for frame in batch.frames:
+            outcome.durable.append(self.sink.append_encoded(frame))
+            outcome.rows_by_dataset[frame.dataset] = frame.rows
         return outcome
 
     def acknowledge(self, outcome: ExportOutcome, transport: str) -> None:

@@ -7,6 +7,10 @@ bench/normalize_micro.py), so one process cannot use a second core. With
 processes and keeps only the cheap parts (HTTP, the write-ahead log, landing)
 in the main process. ``workers = 0`` normalizes inline, which is simplest to
 debug and what tests of the normalization itself use.
+
+A worker hands back an ``EncodedBatch``: the records already serialized as
+write-ahead log frames (``warehouse.encoding``), which cross the process
+boundary as plain bytes and which the main process queues without decoding.
 """
 from __future__ import annotations
 
@@ -16,15 +20,37 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
+
+import pyarrow as pa
 
 from collector.normalize import NormalizedBatch, NormalizeSettings, normalize_protobuf, normalize_request
 from collector.otlp_decode import decode_json, decode_protobuf
+from collector.tenancy import restrict_to_tenant
+from warehouse.encoding import FrameEncoder
+from warehouse.wal import EncodedFrame
 
 PROTOBUF = "application/x-protobuf"
 DECODERS = {PROTOBUF: decode_protobuf, "application/json": decode_json}
 _settings: NormalizeSettings | None = None
+_encode: FrameEncoder | None = None
+
+
+@dataclass
+class EncodedBatch:
+    """A ``NormalizedBatch`` whose records are ready for the write-ahead log (one frame per
+    dataset that has rows), with the counts the receiver reports."""
+
+    frames: list[EncodedFrame]
+    spans_received: int
+    rejected_spans: int
+    rejection_messages: list[str]
+    dropped_spans: int
+
+    def table(self, dataset: str) -> pa.Table | None:
+        """The rows of ``dataset`` decoded again (tests, debugging); None when it has none."""
+        return next((frame.table() for frame in self.frames if frame.dataset == dataset), None)
 
 
 def decode_and_normalize(body: bytes, content_type: str, settings: NormalizeSettings | None = None
@@ -37,9 +63,23 @@ def decode_and_normalize(body: bytes, content_type: str, settings: NormalizeSett
     return normalize_request(request, settings, datetime.now(timezone.utc))
 
 
-def _initialize(settings_kwargs: dict, parent_pid: int) -> None:
-    global _settings
+def prepare(body: bytes, content_type: str, tenant: str | None = None,
+            settings: NormalizeSettings | None = None, encode: FrameEncoder | None = None) -> EncodedBatch:
+    """What a worker does with one request: normalize, keep the key's tenant, serialize."""
+    batch = decode_and_normalize(body, content_type, settings)
+    if tenant is not None:
+        batch = restrict_to_tenant(batch, tenant)
+    encode = encode or _encode
+    datasets = (("inferences", batch.inferences), ("http_attempts", batch.http_attempts))
+    return EncodedBatch(frames=[encode(name, records) for name, records in datasets if records.num_rows],
+                        spans_received=batch.spans_received, rejected_spans=batch.rejected_spans,
+                        rejection_messages=batch.rejection_messages, dropped_spans=batch.dropped_spans)
+
+
+def _initialize(settings_kwargs: dict, encode: FrameEncoder, parent_pid: int) -> None:
+    global _settings, _encode
     _settings = NormalizeSettings(**settings_kwargs)
+    _encode = encode
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
@@ -51,11 +91,15 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 class NormalizerPool:
-    """A process pool that runs ``decode_and_normalize``; zero workers means inline."""
+    """A process pool that runs ``prepare``; zero workers means inline.
 
-    def __init__(self, settings: NormalizeSettings, workers: int):
+    ``encode`` comes from the storage the frames go to (``Storage.frame_encoder()``).
+    """
+
+    def __init__(self, settings: NormalizeSettings, workers: int, encode: FrameEncoder = FrameEncoder()):
         self.settings = settings
         self.workers = workers
+        self.encode = encode
         self._pool = None
         if workers > 0:
             self._pool = self._new_pool()
@@ -63,30 +107,31 @@ class NormalizerPool:
     def _new_pool(self) -> ProcessPoolExecutor:
         kwargs = {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.init}
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_initialize, initargs=(kwargs, os.getpid()))
+                                   initializer=_initialize, initargs=(kwargs, self.encode, os.getpid()))
 
-    def submit(self, body: bytes, content_type: str) -> Future:
+    def submit(self, body: bytes, content_type: str, tenant: str | None = None) -> Future:
+        """A future of the request's ``EncodedBatch``; ``tenant``: the API key's (see collector.tenancy)."""
         if self._pool is None:
             future: Future = Future()
             try:
-                future.set_result(decode_and_normalize(body, content_type, self.settings))
+                future.set_result(prepare(body, content_type, tenant, self.settings, self.encode))
             except Exception as exc:  # delivered to the caller exactly as the pool would
                 future.set_exception(exc)
             return future
-        return self._pool_submit(body, content_type)
+        return self._pool_submit(body, content_type, tenant)
 
-    def _pool_submit(self, body: bytes, content_type: str) -> Future:
+    def _pool_submit(self, body: bytes, content_type: str, tenant: str | None) -> Future:
         try:
-            return self._pool.submit(decode_and_normalize, body, content_type)
+            return self._pool.submit(prepare, body, content_type, tenant)
         except BrokenProcessPool:  # a worker died (OOM killer, signal): start a fresh pool once
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            return self._pool.submit(decode_and_normalize, body, content_type)
+            return self._pool.submit(prepare, body, content_type, tenant)
 
     def warm_up(self) -> None:
         """Start every worker now, so the first requests do not pay for process start-up."""
         if self._pool is not None:
-            for future in [self._pool.submit(decode_and_normalize, b"", PROTOBUF)
+            for future in [self._pool.submit(prepare, b"", PROTOBUF)
                            for _ in range(self.workers)]:
                 future.result()
 

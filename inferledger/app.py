@@ -86,7 +86,7 @@ def build_pipeline(config: Config) -> Pipeline:
         redaction=RedactionRules(tuple(config.privacy.redact), tuple(config.privacy.redact_patterns.items())),
     )
     workers = config.ingest.workers if config.ingest.workers >= 0 else (os.cpu_count() or 1)
-    receiver = Receiver(storage, NormalizerPool(settings, workers), metrics, config.ingest.retry_after_s)
+    receiver = Receiver(storage, NormalizerPool(settings, workers, storage.frame_encoder()), metrics, config.ingest.retry_after_s)
     try:
         api = api_services(config, storage, book)
     except AuthSetupError as exc:

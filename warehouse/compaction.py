@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, first_rows, parquet_options,
+from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, distinct_keys, first_rows, parquet_options,
                                write_atomically)
 from warehouse.manifest import SCHEMA_FILE_NAME, Manifest, file_sha256, read_entries_reversed
 from warehouse.record import DATASETS, SCHEMA_VERSION
@@ -288,13 +288,21 @@ class Compactor:
             yield table
 
     def _rows_to_keep(self, files: list[Path], schema: pa.Schema) -> dict[int, pa.Array]:
-        """Per input with duplicates, the row numbers to keep: the earliest ingest_time wins."""
+        """Per input with duplicates, the row numbers to keep: the earliest ingest_time wins.
+
+        Duplicates across segments are rare (an exporter's retry landing in another WAL
+        file), so one hash pass over the keys proves there are none before any sort: the
+        sort and its copy of every key would double compaction's peak memory.
+        """
         parts = []
         for index, path in enumerate(files):
             keys = pq.read_table(path, columns=DEDUP_KEY + ["ingest_time"])
             parts.append(keys.append_column("__file", pa.array([index] * keys.num_rows, pa.int32()))
                          .append_column("__row", pa.arange(0, keys.num_rows)))
         keys = pa.concat_tables(parts, promote_options="permissive")
+        del parts
+        if distinct_keys(keys) == keys.num_rows:
+            return {}
         keys = keys.take(pc.sort_indices(keys, sort_keys=[("ingest_time", "ascending", "at_end")]))
         first = first_rows(keys)
         if first is None:

@@ -5,6 +5,8 @@
     ok, reason = storage.can_accept()        # refuse with 503/UNAVAILABLE when False
     future = storage.append("inferences", batch)
     future.result()                          # durable (fsynced): now answer 200
+    encode = storage.frame_encoder()         # picklable: normalizer processes serialize for the WAL
+    storage.append_encoded(encode("inferences", batch))
     storage.stop()                           # seals and lands everything
 
 Any exception from the future means the batch is not durable; ``StorageUnavailable``
@@ -25,13 +27,14 @@ from pathlib import Path
 import pyarrow as pa
 
 from warehouse.catalog import ensure_schema_files
+from warehouse.encoding import FrameEncoder
 from warehouse.compaction import CompactionSettings, Compactor
-from warehouse.landing import Lander, ParquetSettings, Transform, conform, last_landed_wal
+from warehouse.landing import Lander, ParquetSettings, Transform, last_landed_wal
 from warehouse.manifest import SCHEMA_FILE_NAME, Manifest, manifest_path
-from warehouse.record import DATASETS
-from warehouse.wal import StorageUnavailable, WriteAheadLog, strip_metadata
+from warehouse.wal import EncodedFrame, StorageUnavailable, WriteAheadLog
 
-__all__ = ["Storage", "StorageSettings", "StorageUnavailable", "CompactionSettings", "ParquetSettings"]
+__all__ = ["Storage", "StorageSettings", "StorageUnavailable", "CompactionSettings", "ParquetSettings",
+           "FrameEncoder", "EncodedFrame"]
 
 MiB = 2**20
 WAL_COMPRESSIONS = (None, "lz4", "zstd")
@@ -71,7 +74,6 @@ class Storage:
         self.data_dir = Path(data_dir)
         self.settings = settings or StorageSettings()
         self.settings.validate()
-        self._bare_schemas = {name: strip_metadata(schema) for name, schema in DATASETS.items()}
         self._running = False
         self._free = (0.0, 0)  # (checked at, free bytes)
         self._lock = threading.Lock()
@@ -155,12 +157,15 @@ class Storage:
 
     def append(self, dataset: str, batch: pa.RecordBatch) -> Future:
         """Queue ``batch`` for ``dataset``; the future resolves once it is fsynced to the WAL."""
-        schema = DATASETS.get(dataset)
-        if schema is None:
-            raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
-        if not batch.schema.equals(schema, check_metadata=False):
-            batch = _conform_batch(batch, schema)
-        if batch.num_rows == 0:
+        return self.append_encoded(self.frame_encoder()(dataset, batch))
+
+    def frame_encoder(self) -> FrameEncoder:
+        """What ``append_encoded`` expects its frames from (with this storage's WAL compression)."""
+        return FrameEncoder(self.settings.wal_compression)
+
+    def append_encoded(self, frame: EncodedFrame) -> Future:
+        """Queue a frame made by ``frame_encoder()``; resolves once it is fsynced to the WAL."""
+        if frame.rows == 0:
             done: Future = Future()
             done.set_result(None)
             return done
@@ -168,7 +173,7 @@ class Storage:
             failed: Future = Future()
             failed.set_exception(StorageUnavailable("storage is not running"))
             return failed
-        return self.wal.append(dataset, pa.RecordBatch.from_arrays(batch.columns, schema=self._bare_schemas[dataset]))
+        return self.wal.append_encoded(frame)
 
     def can_accept(self) -> tuple[bool, str]:
         """Backpressure check, cheap enough for every request: (False, why) means answer 'retry later'."""
@@ -237,8 +242,3 @@ class Storage:
         return sum(1 for path in (self.data_dir / "parquet").glob("*/*/*.parquet")
                    if not SCHEMA_FILE_NAME.fullmatch(path.name))
 
-
-def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    table = conform(pa.Table.from_batches([batch]), schema).combine_chunks()
-    batches = table.to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=schema)

@@ -112,5 +112,5 @@ def test_settings_with_rules_reach_worker_processes():
         batch = pool.submit(body, "application/x-protobuf").result(timeout=60)
     finally:
         pool.shutdown()
-    attributes = json.loads(batch.inferences.to_pylist()[0]["attributes"])
+    attributes = json.loads(batch.table("inferences").to_pylist()[0]["attributes"])
     assert attributes["gen_ai.prompt"] == "about [TICKET] from [EMAIL]"

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse.landing import Lander, last_landed_wal
+from warehouse.landing import Lander, last_landed_wal, partition_dates, split_by_date
 from warehouse.manifest import Manifest, manifest_path, read_entries, verify_chain
 from warehouse.record import HTTP_ATTEMPT_SCHEMA, RECORD_SCHEMA, to_batch
 from warehouse.wal import FRAME_HEADER, FRAME_MAGIC, WriteAheadLog, encode_frame
@@ -279,3 +279,24 @@ def test_frame_header_layout_is_stable():
     assert length == len(frame) - 14 - name_len
     assert crc == zlib.crc32(frame[14 + name_len:], zlib.crc32(b"inferences"))
     assert struct.calcsize("<4sIIH") == 14
+
+
+def test_split_groups_days_and_services_and_keeps_arrival_order_within_them():
+    when = [datetime(2026, 5, 2, 9, tzinfo=timezone.utc), datetime(2026, 5, 1, 9, tzinfo=timezone.utc)]
+    rows = [("b-svc", 0, 1), ("a-svc", 0, 2), ("b-svc", 1, 3), (None, 0, 4), ("a-svc", 1, 5), ("b-svc", 0, 6)]
+    table = pa.table({"service_name": [svc for svc, _, _ in rows],
+                      "start_time": pa.array([when[day] for _, day, _ in rows], pa.timestamp("us", "UTC")),
+                      "arrival": [n for _, _, n in rows]})
+    parts = split_by_date(table, partition_dates(table))
+    assert [(day, part["service_name"].to_pylist(), part["arrival"].to_pylist()) for day, part in parts] == [
+        ("2026-05-01", ["a-svc", "b-svc"], [5, 3]),
+        ("2026-05-02", ["a-svc", "b-svc", "b-svc", None], [2, 1, 6, 4])]
+
+
+def test_split_of_rows_already_in_order_copies_nothing():
+    table = pa.table({"service_name": ["a", "a", "b"],
+                      "start_time": pa.array([datetime(2026, 5, 1, tzinfo=timezone.utc)] * 3,
+                                             pa.timestamp("us", "UTC"))})
+    [(day, part)] = split_by_date(table, partition_dates(table))
+    assert day == "2026-05-01"
+    assert part["service_name"].chunk(0).buffers()[2].address == table["service_name"].chunk(0).buffers()[2].address

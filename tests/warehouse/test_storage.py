@@ -170,6 +170,23 @@ def test_compaction_merges_small_segments_then_deletes_them_after_the_grace_peri
     assert not any((tmp_path / "compaction" / "pending").iterdir())
 
 
+def test_compaction_keeps_the_first_receipt_of_a_span_stored_in_two_segments(tmp_path):
+    later = DAY + timedelta(minutes=5)
+    with Storage(tmp_path, StorageSettings(compaction=NO_COMPACTION)) as storage:
+        # spans 0 and 1 again in the last segment, with the earlier receipt time
+        for batch in (spans(3, ingest_time=later), spans(2, first=10), spans(2)):
+            storage.append("inferences", batch).result()
+            assert storage.flush(timeout=10)
+    settings = StorageSettings(compaction=CompactionSettings(interval_s=0.05, min_files=2, grace_s=0))
+    with Storage(tmp_path, settings) as storage:
+        assert wait_until(lambda: storage.stats()["files_deleted"] == 3)
+        assert storage.stats()["compactions"] == 1
+    assert count(tmp_path, "inferences_all") == count(tmp_path) == 5
+    rows = query(tmp_path, "SELECT span_id, ingest_time FROM inferences_all ORDER BY span_id").to_pylist()
+    assert [(r["span_id"][-2:], r["ingest_time"]) for r in rows] == [
+        ("00", DAY), ("01", DAY), ("02", later), ("0a", DAY), ("0b", DAY)]
+
+
 def test_an_uncommitted_compaction_is_undone_on_start(tmp_path):
     segments = landed_segments(tmp_path, 2)
     orphan = segments[0].with_name("v1-compact-00000000000000000001-deadbeef.parquet")
