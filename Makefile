@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml setup.py collector/_otlp_reader.c | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard collector/*.c collector/*.h) | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 

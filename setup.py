@@ -5,5 +5,9 @@ collector reads protobuf with upb alone (collector/otlp_reader.py).
 """
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("collector._otlp_reader", ["collector/_otlp_reader.c"],
+# One module: _records.c reads the Span objects of _otlp_reader.c (collector/_otlp_reader.h).
+SOURCES = ["collector/_otlp_reader.c", "collector/_records.c", "collector/_columns.c",
+           "collector/_json.c"]
+
+setup(ext_modules=[Extension("collector._otlp_reader", SOURCES, depends=["collector/_otlp_reader.h"],
                              extra_compile_args=["-O2"], optional=True)])

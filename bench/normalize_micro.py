@@ -7,15 +7,16 @@ ids, response ids and token counts), then times, best of ``--repeat`` runs:
 - ``decode_protobuf`` of the serialized body,
 - the floor under normalization: reading each attribute's key and value from upb,
 - ``normalize_request`` of the decoded request,
-- decode + normalize from the bytes (``normalize_protobuf``), with the C reader
-  (``collector/_otlp_reader.c``) and with the pure-Python path (upb), when the
-  extension is built,
+- decode + normalize from the bytes (``normalize_protobuf``), with the C
+  extension (``collector/otlp_reader.py``: reader, records, columns; best and mean
+  over ``--mean-of`` requests, as a busy collector sees it) and with the
+  pure-Python path (upb), when the extension is built,
 - ``decode_json`` of the same request as OTLP/JSON,
 
 and reports the Parquet size of the normalized batch (zstd, as written in one
 file; the landing stage's own settings may differ).
 
-Usage: python bench/normalize_micro.py [--spans 512] [--repeat 30]
+Usage: python bench/normalize_micro.py [--spans 512] [--repeat 30] [--mean-of 200]
 """
 from __future__ import annotations
 
@@ -79,18 +80,27 @@ def read_every_attribute(request: ExportTraceServiceRequest) -> None:
 
 
 def best_us_per_span(function, spans: int, repeat: int) -> float:
-    best = float("inf")
+    return min(_seconds_each(function, repeat)) / spans * 1e6
+
+
+def mean_us_per_span(function, spans: int, repeat: int) -> float:
+    return sum(_seconds_each(function, repeat)) / repeat / spans * 1e6
+
+
+def _seconds_each(function, repeat: int) -> list[float]:
+    seconds = []
     for _ in range(repeat):
         started = time.perf_counter()
         function()
-        best = min(best, time.perf_counter() - started)
-    return best / spans * 1e6
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--mean-of", type=int, default=200)
     args = parser.parse_args()
     request = build_request(args.spans)
     body = request.SerializeToString()
@@ -107,7 +117,7 @@ def main() -> None:
                                                 args.repeat),
         "normalize_request": best_us_per_span(lambda: normalize_request(request, settings, now),
                                               args.spans, args.repeat),
-        **bytes_to_batch_timings(body, settings, now, args.spans, args.repeat),
+        **bytes_to_batch_timings(body, settings, now, args.spans, args.repeat, args.mean_of),
         "decode_json": best_us_per_span(lambda: decode_json(json_body), args.spans,
                                         max(3, args.repeat // 5)),
     }
@@ -119,14 +129,15 @@ def main() -> None:
           f"(attributes JSON {_mean_length(batch, 'attributes'):.0f} chars/span)")
 
 
-def bytes_to_batch_timings(body: bytes, settings, now, spans: int, repeat: int) -> dict:
-    """decode + normalize from the bytes, C reader and pure Python (the same batch)."""
+def bytes_to_batch_timings(body: bytes, settings, now, spans: int, repeat: int, mean_of: int) -> dict:
+    """decode + normalize from the bytes, C extension and pure Python (the same batch)."""
     def run():
         return normalize_protobuf(body, settings, now)
 
     timings = {}
     if otlp_reader.enabled():
         timings["bytes->batch, C"] = best_us_per_span(run, spans, repeat)
+        timings[f"C, mean of {mean_of}"] = mean_us_per_span(run, spans, mean_of)
     os.environ[otlp_reader.PURE_PYTHON_ENV] = "1"
     try:
         timings["bytes->batch, upb"] = best_us_per_span(run, spans, repeat)

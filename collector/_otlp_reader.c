@@ -20,8 +20,7 @@
  * Field numbers: opentelemetry/proto/{collector/trace,trace,common,resource}/v1
  * (opentelemetry-proto 1.x).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_otlp_reader.h"
 #include <structmember.h>
 #include <math.h>
 #include <stdint.h>
@@ -246,22 +245,7 @@ static PyStructSequence_Desc span_attributes_desc = {
     "A span's attributes sorted as collector.attributes.read_attributes sorts them.",
     span_attributes_fields, 4};
 
-typedef struct {
-    PyObject_HEAD
-    PyObject *trace_id;
-    PyObject *span_id;
-    PyObject *parent_span_id;
-    PyObject *name;
-    unsigned long long start_time_unix_nano;
-    unsigned long long end_time_unix_nano;
-    int kind;
-    int status_code;
-    PyObject *status_message;
-    PyObject *sorted_attributes;
-    PyObject *rare;        /* bytes of the events and links fields, or NULL */
-    PyObject *rare_parser; /* bytes -> upb Span */
-    PyObject *rare_span;   /* the parsed upb Span, once asked for */
-} SpanObject;
+/* SpanObject: see _otlp_reader.h (_records.c reads its fields). */
 
 static void
 span_dealloc(SpanObject *self)
@@ -326,7 +310,7 @@ static PyGetSetDef span_getset[] = {
     {"links", (getter)span_rare_field, NULL, "the span's links (upb messages)", "links"},
     {NULL}};
 
-static PyTypeObject SpanType = {
+PyTypeObject SpanType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "collector._otlp_reader.Span",
     .tp_doc = "A span read from protobuf bytes: the fields normalize uses, as upb's Span has them.",
@@ -1290,7 +1274,9 @@ PyInit__otlp_reader(void)
         || PyModule_AddObjectRef(module, "SpanAttributes", (PyObject *)SpanAttributesType) < 0
         || PyModule_AddObjectRef(module, "Span", (PyObject *)&SpanType) < 0
         || PyModule_AddObjectRef(module, "Reader", (PyObject *)&ReaderType) < 0
-        || PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH) < 0) {
+        || PyModule_AddIntConstant(module, "MAX_DEPTH", MAX_DEPTH) < 0
+        || records_add_to_module(module) < 0 || columns_add_to_module(module) < 0
+        || json_add_to_module(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
 import uvicorn
 from apscheduler.triggers.interval import IntervalTrigger
 from fastapi import FastAPI
@@ -33,6 +32,7 @@ from inferledger.api import ApiServices, api_services, mount_api
 from inferledger.auth import AuthSetupError, ingest_authenticator
 from inferledger.config import Config, subject_key
 from inferledger.health import HealthRecorder
+from inferledger.memory import tune_allocators
 from inferledger.scheduler import JobEnvironment, add_task, start_scheduler
 from reports.weekly_email import send_weekly_report
 from warehouse import duplicates
@@ -69,9 +69,7 @@ class Pipeline:
 
 
 def build_pipeline(config: Config) -> Pipeline:
-    # Arrow's default allocator (mimalloc) keeps freed pages for reuse; under steady ingest that
-    # held ~90 MB more resident memory for no measurable speed gain (bench/ingest.py).
-    pa.set_memory_pool(pa.system_memory_pool())
+    tune_allocators()  # freed landing and compaction buffers go back to the OS (inferledger/memory.py)
     data_dir = prepare_data_dir(Path(config.data_dir))
     book = price_book(config)
     storage = Storage(data_dir, storage_settings(config, book))

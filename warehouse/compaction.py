@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, distinct_keys, first_rows, parquet_options,
+from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, first_rows, parquet_options,
                                write_atomically)
 from warehouse.manifest import SCHEMA_FILE_NAME, Manifest, file_sha256, read_entries_reversed
 from warehouse.record import DATASETS, SCHEMA_VERSION
@@ -258,12 +258,12 @@ class Compactor:
     def _merge(self, job: _Job, dest: Path) -> dict:
         """Stream the inputs into one file, skipping later copies of a span (catalog's rule)."""
         schema = DATASETS[job.dataset]
-        keep = self._rows_to_keep(job.files, schema)
+        drop = self._rows_to_drop(job.files)
         buffered: list[pa.Table] = []
         rows, low, high = 0, None, None
         with pq.ParquetWriter(dest, schema, **parquet_options(schema, self.parquet)) as writer:
             for index, path in enumerate(job.files):
-                for table in self._read(path, schema, keep.get(index)):
+                for table in self._read(path, schema, drop.get(index)):
                     buffered.append(table)
                     rows += table.num_rows
                     low, high = _widen(low, high, table)
@@ -275,42 +275,51 @@ class Compactor:
         return {"rows": rows, "min_time": low.isoformat() if low else None,
                 "max_time": high.isoformat() if high else None}
 
-    def _read(self, path: Path, schema: pa.Schema, keep: pa.Array | None):
+    def _read(self, path: Path, schema: pa.Schema, drop: pa.Array | None):
         offset = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=64 * 1024):
             if self._stop.is_set():
                 raise _Stopped()
             table = conform(pa.Table.from_batches([batch]), schema)
-            if keep is not None:
+            if drop is not None:
                 positions = pa.arange(offset, offset + batch.num_rows)
-                table = table.filter(pc.is_in(positions, value_set=keep))
+                table = table.filter(pc.invert(pc.is_in(positions, value_set=drop)))
             offset += batch.num_rows
             yield table
 
-    def _rows_to_keep(self, files: list[Path], schema: pa.Schema) -> dict[int, pa.Array]:
-        """Per input with duplicates, the row numbers to keep: the earliest ingest_time wins.
+    def _rows_to_drop(self, files: list[Path]) -> dict[int, pa.Array]:
+        """Per input holding a later copy of a span, the row numbers to leave out: the
+        earliest ingest_time wins (the catalog's rule).
 
-        Duplicates across segments are rare (an exporter's retry landing in another WAL
-        file), so one hash pass over the keys proves there are none before any sort: the
-        sort and its copy of every key would double compaction's peak memory.
+        Copies across segments are rare (an exporter's retry landing in another WAL file),
+        so a first pass over span ids alone (about 24 bytes a row) finds the few that occur
+        twice; only their rows' full keys are read and sorted. Loading every key of up to
+        ``target_rows`` rows and sorting them doubled compaction's peak memory.
         """
-        parts = []
-        for index, path in enumerate(files):
-            keys = pq.read_table(path, columns=DEDUP_KEY + ["ingest_time"])
-            parts.append(keys.append_column("__file", pa.array([index] * keys.num_rows, pa.int32()))
-                         .append_column("__row", pa.arange(0, keys.num_rows)))
-        keys = pa.concat_tables(parts, promote_options="permissive")
-        del parts
-        if distinct_keys(keys) == keys.num_rows:
+        span_ids = pa.concat_tables([pq.read_table(path, columns=["span_id"]) for path in files])
+        counts = span_ids.group_by("span_id", use_threads=False).aggregate([([], "count_all")])
+        del span_ids
+        repeated = pc.filter(counts["span_id"], pc.greater(counts["count_all"], 1))
+        if len(repeated) == 0:
             return {}
+        keys = pa.concat_tables([self._candidate_keys(path, index, repeated) for index, path in enumerate(files)],
+                                promote_options="permissive")
         keys = keys.take(pc.sort_indices(keys, sort_keys=[("ingest_time", "ascending", "at_end")]))
         first = first_rows(keys)
-        if first is None:
+        if first is None:  # the same span id in different traces: nothing to drop
             return {}
-        kept = keys.take(first)
-        self.counters["duplicates_dropped"] += keys.num_rows - kept.num_rows
-        return {index: pc.filter(kept["__row"], pc.equal(kept["__file"], index)).combine_chunks()
-                for index in range(len(files))}
+        later = keys.filter(pc.invert(pc.is_in(pa.arange(0, keys.num_rows), value_set=first)))
+        self.counters["duplicates_dropped"] += later.num_rows
+        return {index: pc.filter(later["__row"], pc.equal(later["__file"], index)).combine_chunks()
+                for index in set(later["__file"].to_pylist())}
+
+    @staticmethod
+    def _candidate_keys(path: Path, index: int, span_ids: pa.Array) -> pa.Table:
+        """The keys of the rows of ``path`` whose span id is in ``span_ids``, with their positions."""
+        keys = pq.read_table(path, columns=DEDUP_KEY + ["ingest_time"])
+        keys = keys.append_column("__row", pa.arange(0, keys.num_rows))
+        keys = keys.filter(pc.is_in(keys["span_id"], value_set=span_ids))
+        return keys.append_column("__file", pa.array([index] * keys.num_rows, pa.int32()))
 
     # ------------------------------------------------------------------ deletion after the grace period
 

@@ -84,11 +84,6 @@ def first_rows(table: pa.Table) -> pa.Array | None:
     return first["__row_min"].combine_chunks().sort()
 
 
-def distinct_keys(table: pa.Table) -> int:
-    """How many different spans (DEDUP_KEY) ``table`` holds."""
-    return table.select(DEDUP_KEY).group_by(DEDUP_KEY, use_threads=False).aggregate([]).num_rows
-
-
 def dedup(table: pa.Table) -> pa.Table:
     """Keep the first row of each span, in table order."""
     keep = first_rows(table)

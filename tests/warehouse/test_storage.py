@@ -174,17 +174,22 @@ def test_compaction_keeps_the_first_receipt_of_a_span_stored_in_two_segments(tmp
     later = DAY + timedelta(minutes=5)
     with Storage(tmp_path, StorageSettings(compaction=NO_COMPACTION)) as storage:
         # spans 0 and 1 again in the last segment, with the earlier receipt time
-        for batch in (spans(3, ingest_time=later), spans(2, first=10), spans(2)):
-            storage.append("inferences", batch).result()
+        # with span 10's id again in another trace: a different span, kept
+        for batches in ([spans(3, ingest_time=later)], [spans(2, first=10)],
+                        [spans(2), spans(1, first=10, trace_id="f" * 32)]):
+            for batch in batches:
+                storage.append("inferences", batch).result()
             assert storage.flush(timeout=10)
     settings = StorageSettings(compaction=CompactionSettings(interval_s=0.05, min_files=2, grace_s=0))
     with Storage(tmp_path, settings) as storage:
         assert wait_until(lambda: storage.stats()["files_deleted"] == 3)
-        assert storage.stats()["compactions"] == 1
-    assert count(tmp_path, "inferences_all") == count(tmp_path) == 5
-    rows = query(tmp_path, "SELECT span_id, ingest_time FROM inferences_all ORDER BY span_id").to_pylist()
-    assert [(r["span_id"][-2:], r["ingest_time"]) for r in rows] == [
-        ("00", DAY), ("01", DAY), ("02", later), ("0a", DAY), ("0b", DAY)]
+        assert storage.stats()["compactions"] == 1 and storage.compactor.counters["duplicates_dropped"] == 2
+    assert count(tmp_path, "inferences_all") == count(tmp_path) == 6
+    rows = query(tmp_path, "SELECT trace_id, span_id, ingest_time FROM inferences_all "
+                           "ORDER BY span_id, trace_id").to_pylist()
+    assert [(r["trace_id"][-2:], r["span_id"][-2:], r["ingest_time"]) for r in rows] == [
+        ("00", "00", DAY), ("01", "01", DAY), ("02", "02", later), ("0a", "0a", DAY), ("ff", "0a", DAY),
+        ("0b", "0b", DAY)]
 
 
 def test_an_uncommitted_compaction_is_undone_on_start(tmp_path):

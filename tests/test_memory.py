@@ -1,0 +1,41 @@
+"""The allocator tuning of the server process (inferledger/memory.py)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from inferledger.memory import _glibc
+
+# Frees a 20 MiB block (which raises glibc's dynamic mmap threshold), then allocates and frees
+# 32 MiB in 4 MiB blocks and prints how many MiB stayed resident.
+SCRIPT = """
+import os, sys
+def rss(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+if sys.argv[1] == 'tuned':
+    from inferledger.memory import tune_allocators
+    assert tune_allocators()
+big = b"x" * (20 << 20); del big
+before = rss()
+blocks = [b"y" * (4 << 20) for _ in range(8)]; del blocks
+print((rss() - before) >> 20)
+"""
+
+
+def retained_mib(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(_glibc() is None, reason="allocator tuning is for glibc only")
+def test_freed_buffers_go_back_to_the_os_once_tuned():
+    assert retained_mib("plain") >= 24  # the default: glibc keeps them on its heap
+    assert retained_mib("tuned") <= 4
+
+
+def test_arrow_uses_the_system_allocator_after_tuning():
+    script = ("import pyarrow as pa; from inferledger.memory import tune_allocators; tune_allocators(); "
+              "print(pa.default_memory_pool().backend_name)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "system"
