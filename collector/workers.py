@@ -14,6 +14,7 @@ boundary as plain bytes and which the main process queues without decoding.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -80,6 +81,9 @@ def _initialize(settings_kwargs: dict, encode: FrameEncoder, parent_pid: int) ->
     global _settings, _encode
     _settings = NormalizeSettings(**settings_kwargs)
     _encode = encode
+    # What is imported now lives as long as the worker: out of the cyclic collector's
+    # sight, its full collections no longer walk it between requests (inferledger/memory.py).
+    gc.freeze()
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 

@@ -67,6 +67,7 @@ def serve(
     OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 (or gRPC on 4317).
     """
     from inferledger.app import StartupError, build_pipeline, serve_http, start, stop
+    from inferledger.memory import freeze_startup_objects
     from inferledger.auth import startup_notice
 
     config = _load(config_path, data_dir=data_dir, server__host=host,
@@ -87,6 +88,7 @@ def serve(
     console.print(startup_notice(pipeline.api.gate, server.host))
     if pipeline.signing_key is None:
         console.print("  chain heads are not signed: set [audit] signing_key_file (see `inferledger heads keygen`)")
+    freeze_startup_objects()
     try:
         serve_http(pipeline, log_level=log_level)
     finally:
