@@ -95,9 +95,10 @@ def typical_span(rng: random.Random, start_ns: int, trace_id: bytes | None = Non
     )
 
 
-def build_payload(rng: random.Random, spans_per_request: int, start_ns: int) -> tuple[bytes, list[int]]:
+def build_payload(rng: random.Random, spans_per_request: int, start_ns: int) -> tuple[bytes, list[int], list[int]]:
     """One export request (traces of 1-3 inference spans, as a chat service emits them) and the
-    byte offsets of every trace id in it, so each send can stamp fresh ids without re-encoding."""
+    byte offsets of every trace id and span id in it, so each send can stamp fresh ids without
+    re-encoding."""
     service = rng.choice(SERVICES)
     spans = []
     while len(spans) < spans_per_request:
@@ -108,21 +109,28 @@ def build_payload(rng: random.Random, spans_per_request: int, start_ns: int) -> 
     resource.resource.attributes.extend([kv("service.name", service), kv("service.version", "1.4.2"),
                                          kv("deployment.environment.name", "prod")])
     body = ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString()
-    offsets = []
-    for trace_id in {span.trace_id for span in spans}:
-        at = body.find(trace_id)
+    return body, _offsets(body, {span.trace_id for span in spans}), _offsets(body, {span.span_id for span in spans})
+
+
+def _offsets(body: bytes, ids: set[bytes]) -> list[int]:
+    found = []
+    for value in ids:
+        at = body.find(value)
         while at != -1:
-            offsets.append(at)
-            at = body.find(trace_id, at + 16)
-    return body, offsets
+            found.append(at)
+            at = body.find(value, at + len(value))
+    return found
 
 
-def stamp(template: tuple[bytes, list[int]], send_number: int) -> bytes:
-    """A copy of the payload whose trace ids start with ``send_number``: every send is new data."""
-    body, offsets = template
-    buffer, prefix = bytearray(body), send_number.to_bytes(6, "big")
-    for offset in offsets:
-        buffer[offset:offset + 6] = prefix
+def stamp(template: tuple[bytes, list[int], list[int]], send_number: int) -> bytes:
+    """A copy of the payload whose trace ids start with ``send_number`` (6 bytes) and span ids
+    with it too (4 bytes): every send is new data, and span ids stay unique as real ones are."""
+    body, trace_offsets, span_offsets = template
+    buffer = bytearray(body)
+    for offsets, prefix in ((trace_offsets, send_number.to_bytes(6, "big")),
+                            (span_offsets, (send_number % 2**32).to_bytes(4, "big"))):
+        for offset in offsets:
+            buffer[offset:offset + len(prefix)] = prefix
     return bytes(buffer)
 
 

@@ -277,7 +277,8 @@ class Compactor:
 
     def _read(self, path: Path, schema: pa.Schema, drop: pa.Array | None):
         offset = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=64 * 1024):
+        # small batches: a 64K-row batch held 30 MB more at once for no speed gain
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8 * 1024):
             if self._stop.is_set():
                 raise _Stopped()
             table = conform(pa.Table.from_batches([batch]), schema)

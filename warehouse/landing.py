@@ -98,12 +98,39 @@ def partition_dates(table: pa.Table) -> pa.Array:
     return pc.cast(when, pa.date32()).combine_chunks()
 
 
-def split_by_date(table: pa.Table, dates: pa.Array) -> list[tuple[str, pa.Table]]:
+@dataclass(frozen=True)
+class Rows:
+    """The rows of ``table`` taken in ``order`` (all of them as they are when None).
+
+    A segment is written from it row group by row group, so sorting a 64 MiB WAL file's
+    rows costs one row group's copy at a time instead of a copy of the whole file.
+    """
+
+    table: pa.Table
+    order: pa.Array | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows if self.order is None else len(self.order)
+
+    def chunks(self, rows: int):
+        """Consecutive tables of at most ``rows`` rows, in order."""
+        for start in range(0, self.num_rows, rows):
+            yield (self.table.slice(start, rows) if self.order is None
+                   else self.table.take(self.order.slice(start, rows)))
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.table[name] if self.order is None else pc.take(self.table[name], self.order)
+
+    def to_table(self) -> pa.Table:
+        return self.table if self.order is None else self.table.take(self.order)
+
+
+def split_by_date(table: pa.Table, dates: pa.Array) -> list[tuple[str, Rows]]:
     """[(partition value, rows)], each partition's rows grouped by service (see GROUP_COLUMNS).
 
-    One stable sort over (date, rank of the group value), then one ``take`` only if that
-    changes the order; partitions are zero-copy slices. NULL dates go to Hive's NULL
-    partition, last.
+    One stable sort over (date, rank of the group value); no order at all when the rows
+    already are in it. NULL dates go to Hive's NULL partition, last.
     """
     keys = {"__date": dates}
     group = next((name for name in GROUP_COLUMNS if name in table.column_names), None)
@@ -112,12 +139,14 @@ def split_by_date(table: pa.Table, dates: pa.Array) -> list[tuple[str, pa.Table]
     order = pc.sort_indices(pa.table(keys), sort_keys=[(name, "ascending", "at_end") for name in keys])
     in_order = pc.all(pc.equal(order, pa.arange(0, len(order)).cast(order.type))).as_py()
     if not in_order:
-        table, dates = table.take(order), dates.take(order)
+        dates = dates.take(order)
     groups, start = [], 0
     runs = pc.run_end_encode(dates)
     for day, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist()):
         partition = NULL_PARTITION if day is None else day.isoformat()
-        groups.append((partition, table.slice(start, end - start)))
+        rows = (Rows(table.slice(start, end - start)) if in_order
+                else Rows(table, order.slice(start, end - start)))
+        groups.append((partition, rows))
         start = end
     return groups
 
@@ -130,8 +159,8 @@ def _value_ranks(column: pa.ChunkedArray) -> pa.Array:
     return pc.take(ranks, encoded.indices)
 
 
-def time_range(table: pa.Table) -> tuple[str | None, str | None]:
-    bounds = pc.min_max(table["start_time"])
+def time_range(rows: Rows) -> tuple[str | None, str | None]:
+    bounds = pc.min_max(rows.column("start_time"))
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
     return (low.isoformat() if low else None, high.isoformat() if high else None)
 
@@ -182,16 +211,18 @@ def write_atomically(data: pa.Buffer | bytes, dest: Path, tmp_dir: Path, fsync: 
         fsync_dir(dest.parent)
 
 
-def write_segment(table: pa.Table, dest: Path, tmp_dir: Path, settings: ParquetSettings,
+def write_segment(rows: Rows, dest: Path, tmp_dir: Path, settings: ParquetSettings,
                   fsync: bool = True) -> dict:
-    """Write ``table`` as one Parquet file; returns the manifest facts about it."""
+    """Write ``rows`` as one Parquet file; returns the manifest facts about it."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, row_group_size=settings.row_group_rows,
-                   **parquet_options(table.schema, settings))
+    schema = rows.table.schema
+    with pq.ParquetWriter(sink, schema, **parquet_options(schema, settings)) as writer:
+        for chunk in rows.chunks(settings.row_group_rows):
+            writer.write_table(chunk, row_group_size=settings.row_group_rows)
     data = sink.getvalue()
     write_atomically(data, dest, tmp_dir, fsync)
-    low, high = time_range(table)
-    return {"rows": table.num_rows, "bytes": data.size, "sha256": hashlib.sha256(data).hexdigest(),
+    low, high = time_range(rows)
+    return {"rows": rows.num_rows, "bytes": data.size, "sha256": hashlib.sha256(data).hexdigest(),
             "min_time": low, "max_time": high}
 
 
@@ -242,7 +273,7 @@ class _Output:
     kind: str
     dataset: str
     relpath: str
-    table: pa.Table | None = None
+    rows: Rows | None = None
     raw: bytes = b""
     reason: str = ""
     offset: int = 0
@@ -376,10 +407,10 @@ class Lander:
                 continue
             batches.setdefault(item.dataset, []).append(table)
         segments = []
-        for dataset in sorted(batches):  # pop: the unsorted rows are freed once sorted
-            for partition, table in self._prepare(dataset, batches.pop(dataset)):
+        for dataset in sorted(batches):
+            for partition, rows in self._prepare(dataset, batches.pop(dataset)):
                 relpath = segment_relpath(dataset, partition, f"{wal_id}-{len(segments):04d}")
-                segments.append(_Output("segment", dataset, relpath, table=table))
+                segments.append(_Output("segment", dataset, relpath, rows=rows))
         return quarantined + segments
 
     @staticmethod
@@ -388,7 +419,7 @@ class Lander:
             raise ValueError(f"unknown dataset {dataset!r}")
         return conform(decode_payload(payload), DATASETS[dataset])
 
-    def _prepare(self, dataset: str, tables: list[pa.Table]) -> list[tuple[str, pa.Table]]:
+    def _prepare(self, dataset: str, tables: list[pa.Table]) -> list[tuple[str, Rows]]:
         table = pa.concat_tables(tables)
         unique = dedup(table)
         self.counters["duplicates_dropped"] += table.num_rows - unique.num_rows
@@ -419,7 +450,7 @@ class Lander:
     def _write_output(self, output: _Output) -> dict:
         dest = self.data_dir / output.relpath
         if output.kind == "segment":
-            return write_segment(output.table, dest, self.tmp_dir, self.parquet, self.fsync)
+            return write_segment(output.rows, dest, self.tmp_dir, self.parquet, self.fsync)
         write_atomically(f"{output.reason}\n".encode(), dest.with_suffix(".reason.txt"), self.tmp_dir, self.fsync)
         write_atomically(output.raw, dest, self.tmp_dir, self.fsync)
         return {"bytes": len(output.raw), "sha256": hashlib.sha256(output.raw).hexdigest(),
@@ -432,6 +463,6 @@ class Lander:
                 continue
             if output.kind == "segment":
                 self.counters["segments_written"] += 1
-                self.rows_landed[output.dataset] = self.rows_landed.get(output.dataset, 0) + output.table.num_rows
+                self.rows_landed[output.dataset] = self.rows_landed.get(output.dataset, 0) + output.rows.num_rows
             else:
                 self.counters["frames_quarantined"] += 1

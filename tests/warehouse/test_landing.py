@@ -13,7 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse.landing import Lander, last_landed_wal, partition_dates, split_by_date
+from warehouse.landing import (Lander, ParquetSettings, Rows, last_landed_wal, partition_dates, split_by_date,
+                               write_segment)
 from warehouse.manifest import Manifest, manifest_path, read_entries, verify_chain
 from warehouse.record import HTTP_ATTEMPT_SCHEMA, RECORD_SCHEMA, to_batch
 from warehouse.wal import FRAME_HEADER, FRAME_MAGIC, WriteAheadLog, encode_frame
@@ -288,7 +289,8 @@ def test_split_groups_days_and_services_and_keeps_arrival_order_within_them():
                       "start_time": pa.array([when[day] for _, day, _ in rows], pa.timestamp("us", "UTC")),
                       "arrival": [n for _, _, n in rows]})
     parts = split_by_date(table, partition_dates(table))
-    assert [(day, part["service_name"].to_pylist(), part["arrival"].to_pylist()) for day, part in parts] == [
+    tables = [(day, rows.to_table()) for day, rows in parts]
+    assert [(day, part["service_name"].to_pylist(), part["arrival"].to_pylist()) for day, part in tables] == [
         ("2026-05-01", ["a-svc", "b-svc"], [5, 3]),
         ("2026-05-02", ["a-svc", "b-svc", "b-svc", None], [2, 1, 6, 4])]
 
@@ -297,6 +299,22 @@ def test_split_of_rows_already_in_order_copies_nothing():
     table = pa.table({"service_name": ["a", "a", "b"],
                       "start_time": pa.array([datetime(2026, 5, 1, tzinfo=timezone.utc)] * 3,
                                              pa.timestamp("us", "UTC"))})
-    [(day, part)] = split_by_date(table, partition_dates(table))
-    assert day == "2026-05-01"
+    [(day, rows)] = split_by_date(table, partition_dates(table))
+    assert day == "2026-05-01" and rows.order is None
+    part = rows.to_table()
     assert part["service_name"].chunk(0).buffers()[2].address == table["service_name"].chunk(0).buffers()[2].address
+
+
+def test_a_sorted_segment_is_written_row_group_by_row_group(tmp_path):
+    start = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    table = pa.table({"n": list(range(7)),
+                      "start_time": pa.array([start + timedelta(seconds=s) for s in (6, 0, 5, 1, 4, 2, 3)],
+                                             pa.timestamp("us", "UTC"))})
+    order = pa.array([1, 3, 5, 6, 4, 2, 0], pa.uint64())
+    facts = write_segment(Rows(table, order), tmp_path / "out" / "s.parquet", tmp_path, ParquetSettings(row_group_rows=3),
+                          fsync=False)
+    written = pq.ParquetFile(tmp_path / "out" / "s.parquet")
+    assert written.metadata.num_row_groups == 3
+    assert written.read()["n"].to_pylist() == [1, 3, 5, 6, 4, 2, 0]
+    assert facts["rows"] == 7 and facts["min_time"] == start.isoformat()
+    assert facts["max_time"] == (start + timedelta(seconds=6)).isoformat()
