@@ -130,7 +130,8 @@ def storage_settings(config: Config, book) -> StorageSettings:
         max_wal_file_bytes=config.storage.max_wal_file_bytes,
         wal_compression=None if config.storage.wal_compression == "none" else config.storage.wal_compression,
         compaction=CompactionSettings(enabled=config.storage.compaction_enabled,
-                                      target_rows=config.storage.compaction_target_rows),
+                                      target_rows=config.storage.compaction_target_rows,
+                                      nice=config.storage.compaction_nice),
     )
 
 

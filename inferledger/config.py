@@ -98,6 +98,10 @@ class StorageConfig(Section):
     compaction_target_rows: int = Field(
         1_000_000, ge=10_000, description="Stop adding segments to one compacted file beyond this many rows."
     )
+    compaction_nice: int = Field(
+        10, ge=0, le=19, description="How much lower than ingest the compactor thread's CPU priority is (Linux): "
+        "under load it takes what ingest leaves and catches up when the load drops.",
+    )
 
 
 class PricingConfig(Section):

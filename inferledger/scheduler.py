@@ -15,8 +15,6 @@ with ``add_task``.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from warehouse.jobs.registry import all_jobs
 from warehouse.jobs.runner import Job, JobContext, RunRecord, pending_windows, run_job
+from warehouse.priority import lower_thread_priority
 
 log = logging.getLogger(__name__)
 START_DELAY_S = 5  # let the server answer its first requests before the catch-up runs
@@ -63,20 +62,6 @@ def run_scheduled(job: Job, environment: JobEnvironment) -> RunRecord:
         except Exception:  # an alert channel bug must not stop the jobs
             log.exception("after-run callback %s failed", getattr(callback, "__name__", callback))
     return record
-
-
-def lower_thread_priority(nice: int) -> None:
-    """Make the calling thread ``nice`` steps nicer than the process (Linux: per thread).
-
-    Run once by each scheduler thread (jobs and tasks); the DuckDB threads their
-    connections start inherit the priority, so on a busy machine the collector's ingest
-    (workers, writer, lander at the process's priority) is served first.
-    """
-    try:
-        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + nice)
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), target)
-    except (AttributeError, OSError):  # not Linux, or not permitted: jobs run at normal priority
-        log.debug("could not lower the jobs' thread priority", exc_info=True)
 
 
 def start_scheduler(environment: JobEnvironment, start_delay_s: float = START_DELAY_S) -> BackgroundScheduler:

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, first_rows, parquet_options,
                                write_atomically)
 from warehouse.manifest import SCHEMA_FILE_NAME, Manifest, file_sha256, read_entries_reversed
+from warehouse.priority import lower_thread_priority
 from warehouse.record import DATASETS, SCHEMA_VERSION
 from warehouse.wal import fsync_dir
 
@@ -55,6 +56,7 @@ class CompactionSettings:
     idle_s: float = 300.0               # a partition with no new file for this long is merged whole
     target_rows: int = 1_000_000        # stop adding inputs beyond this many rows
     grace_s: float = 60.0               # replaced files stay this long for running readers
+    nice: int = 10                      # the compactor thread's CPU priority below ingest's (priority.py)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class Compactor:
             self._thread = None
 
     def _run(self) -> None:
+        lower_thread_priority(self.settings.nice)
         while not self._stop.wait(self.settings.interval_s):
             try:
                 self.run_once()

@@ -232,7 +232,7 @@ def test_jobs_run_nicer_than_the_collector_and_their_duckdb_threads_inherit_it()
 
     import duckdb
 
-    from inferledger.scheduler import lower_thread_priority
+    from warehouse.priority import lower_thread_priority
 
     base = os.getpriority(os.PRIO_PROCESS, os.getpid())
     seen = {}
