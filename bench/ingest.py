@@ -10,7 +10,10 @@ present in the `inferences` view. Reports, per run and as the median of runs:
   of them were queryable in the warehouse,
 - request latency p50/p99 (send to 200),
 - collector peak RSS (sampled every 100 ms),
-- Parquet bytes per span on disk.
+- Parquet bytes per span on disk,
+- calibration: µs per span of normalizing one payload in the benchmark's own process (best of
+  5) just before the run. The machine's speed drifts (a shared VM measured the same build at
+  55k and 39k spans/s three hours apart); this says how fast it was at the time.
 
 The scheduled jobs are off in the measured server (``--with-jobs`` keeps them on):
 this measures the collector; the jobs have their own benchmark (bench/jobs.py).
@@ -34,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -191,8 +195,21 @@ def count_rows(data_dir: Path) -> int:
     return query(data_dir, "select count(*) as n from inferences").to_pylist()[0]["n"]
 
 
+def calibration_us_per_span(body: bytes, spans: int) -> float:
+    """How fast the machine is right now: normalizing one payload here, best of 5."""
+    from collector.normalize import NormalizeSettings, normalize_protobuf
+
+    settings, now, best = NormalizeSettings(subject_key=b"calibration"), datetime.now(timezone.utc), float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        normalize_protobuf(body, settings, now)
+        best = min(best, time.perf_counter() - started)
+    return best / spans * 1e6
+
+
 def run_once(args, payloads: list[bytes]) -> dict:
     work = Path(tempfile.mkdtemp(prefix="inferledger-bench-"))
+    calibration = calibration_us_per_span(payloads[0][0], args.spans_per_request)
     port = free_port()
     process = start_collector(work / "data", port, args.with_jobs)
     proc = psutil.Process(process.pid)
@@ -233,6 +250,7 @@ def run_once(args, payloads: list[bytes]) -> dict:
         "latency_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "peak_rss_mb": peak_rss[0] / 2**20,
         "parquet_bytes_per_span": parquet_bytes / max(rows, 1),
+        "calibration_us_per_span": calibration,
     }
 
 
