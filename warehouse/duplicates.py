@@ -90,14 +90,21 @@ def data_files(folder: Path) -> tuple[list[str], str]:
     """The folder's Parquet files (sorted absolute paths) and their fingerprint.
 
     The index names files by absolute path, so the folder's path is part of the fingerprint.
+    A file deleted between the listing and its ``stat`` (a compaction's grace period ending)
+    is left out, as a listing a moment later would: readers must not fail on it.
     """
     entries = sorted((e for e in os.scandir(folder) if e.name.endswith(".parquet") and e.is_file()),
                      key=lambda e: e.name)
     digest = hashlib.sha256(Path(folder).resolve().as_posix().encode() + b"\n")
+    present = []
     for entry in entries:
-        stat = entry.stat()
+        try:
+            stat = entry.stat()
+        except FileNotFoundError:
+            continue
+        present.append(entry)
         digest.update(f"{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return [Path(e.path).resolve().as_posix() for e in entries], digest.hexdigest()[:32]
+    return [Path(e.path).resolve().as_posix() for e in present], digest.hexdigest()[:32]
 
 
 def valid_indexes(data_dir: Path, dataset: str) -> list[DayIndex]:

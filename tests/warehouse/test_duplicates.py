@@ -177,3 +177,21 @@ def test_foreign_files_in_the_cache_are_ignored(tmp_path):
     assert count(tmp_path, "inferences") == 11  # the window, as without a cache
     assert refresh(tmp_path) == 2
     assert count(tmp_path, "inferences") == 11
+
+
+def test_a_file_deleted_between_listing_and_stat_is_left_out(tmp_path, monkeypatch):
+    """A compaction's grace period may end while a reader fingerprints the day."""
+    land(tmp_path, spans(3), spans(2, first=10))
+    folder = next((tmp_path / "parquet" / "inferences").glob("date=*/v1-0*.parquet")).parent
+    real_scandir = os.scandir
+
+    def listing_then_deletion(path):
+        entries = list(real_scandir(path))
+        segment = next(e for e in entries if e.name.startswith("v1-0"))
+        Path(segment.path).unlink()
+        return iter(entries)
+
+    monkeypatch.setattr(duplicates.os, "scandir", listing_then_deletion)
+    files, _ = duplicates.data_files(folder)
+    monkeypatch.setattr(duplicates.os, "scandir", real_scandir)
+    assert [Path(f).name for f in files] == [p.name for p in sorted(folder.glob("*.parquet"))]
