@@ -228,7 +228,7 @@ class Storage:
             "segments_landed": lander.counters["segments_written"],
             "segment_files": self._segment_files(),
             **per_dataset,
-            "duplicates_dropped": lander.counters["duplicates_dropped"],
+            "duplicates_dropped": lander.counters["duplicates_dropped"] + compactor.counters["duplicates_dropped"],
             "frames_quarantined": lander.counters["frames_quarantined"],
             "landing_errors": lander.counters["landing_errors"],
             "transform_errors": lander.counters["transform_errors"],

@@ -183,7 +183,7 @@ def test_compaction_keeps_the_first_receipt_of_a_span_stored_in_two_segments(tmp
     settings = StorageSettings(compaction=CompactionSettings(interval_s=0.05, min_files=2, grace_s=0))
     with Storage(tmp_path, settings) as storage:
         assert wait_until(lambda: storage.stats()["files_deleted"] == 3)
-        assert storage.stats()["compactions"] == 1 and storage.compactor.counters["duplicates_dropped"] == 2
+        assert storage.stats()["compactions"] == 1 and storage.stats()["duplicates_dropped"] == 2
     assert count(tmp_path, "inferences_all") == count(tmp_path) == 6
     rows = query(tmp_path, "SELECT trace_id, span_id, ingest_time FROM inferences_all "
                            "ORDER BY span_id, trace_id").to_pylist()
