@@ -77,21 +77,47 @@ def prepare(body: bytes, content_type: str, tenant: str | None = None,
                         rejection_messages=batch.rejection_messages, dropped_spans=batch.dropped_spans)
 
 
-def _initialize(settings_kwargs: dict, encode: FrameEncoder, parent_pid: int) -> None:
+def _initialize(settings_kwargs: dict, encode: FrameEncoder, server_pid: int) -> None:
     global _settings, _encode
     _settings = NormalizeSettings(**settings_kwargs)
     _encode = encode
     # What is imported now lives as long as the worker: out of the cyclic collector's
     # sight, its full collections no longer walk it between requests (inferledger/memory.py).
     gc.freeze()
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    threading.Thread(target=_exit_with_server, args=(server_pid, os.getppid()), daemon=True).start()
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """A collector killed with SIGKILL cannot stop its pool; its workers notice and leave."""
-    while os.getppid() == parent_pid:
+def _exit_with_server(server_pid: int, parent_pid: int) -> None:
+    """A collector killed with SIGKILL cannot stop its pool; its workers notice and leave.
+
+    A worker's parent is the fork server, which exits when the collector does; the
+    collector itself is watched too, in case the fork server outlives it."""
+    while os.getppid() == parent_pid and _alive(server_pid):
         time.sleep(1.0)
     os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (the pid was reused): gone for us
+        return False
+    return True
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a fork server that imported this module and nothing else.
+
+    Spawned workers re-import the collector's ``__main__`` (the whole CLI: DuckDB, FastAPI,
+    gRPC) and hold ~130 MB each; forked from a server that preloaded only the normalizer,
+    they share its pages (pyarrow, the conventions, the C reader) and hold what they
+    allocate. The fork server is single-threaded, so forking it is safe where forking the
+    collector (threads, an event loop) would not be."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["collector.workers", "collector._preloaded"])
+    return context
 
 
 class NormalizerPool:
@@ -110,7 +136,7 @@ class NormalizerPool:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         kwargs = {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.init}
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context(),
                                    initializer=_initialize, initargs=(kwargs, self.encode, os.getpid()))
 
     def submit(self, body: bytes, content_type: str, tenant: str | None = None) -> Future:

@@ -20,11 +20,11 @@ Only glibc is tuned; elsewhere (musl, macOS) nothing changes.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 
 import pyarrow as pa
+
+from warehouse.heap import glibc
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
 M_ARENA_MAX = -8
@@ -35,7 +35,7 @@ ARENAS = 2
 def tune_allocators() -> bool:
     """Arrow on the system allocator, and glibc tuned as above; True if glibc was tuned."""
     pa.set_memory_pool(pa.system_memory_pool())
-    libc = _glibc()
+    libc = glibc()
     if libc is None:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(M_ARENA_MAX, ARENAS))
@@ -49,15 +49,3 @@ def freeze_startup_objects() -> None:
     frozen objects that become garbage later are never collected."""
     gc.collect()
     gc.freeze()
-
-
-def _glibc():
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        libc.gnu_get_libc_version  # noqa: B018 (only glibc has it)
-        return libc
-    except (OSError, AttributeError):
-        return None

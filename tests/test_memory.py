@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from inferledger.memory import _glibc
+from warehouse.heap import glibc
 
 # Frees a 20 MiB block (which raises glibc's dynamic mmap threshold), then allocates and frees
 # 32 MiB in 4 MiB blocks and prints how many MiB stayed resident.
@@ -28,7 +28,7 @@ def retained_mib(mode: str) -> int:
     return int(done.stdout)
 
 
-@pytest.mark.skipif(_glibc() is None, reason="allocator tuning is for glibc only")
+@pytest.mark.skipif(glibc() is None, reason="allocator tuning is for glibc only")
 def test_freed_buffers_go_back_to_the_os_once_tuned():
     assert retained_mib("plain") >= 24  # the default: glibc keeps them on its heap
     assert retained_mib("tuned") <= 4

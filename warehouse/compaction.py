@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from warehouse.heap import release_free_heap
 from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, first_rows, parquet_options,
                                write_atomically)
 from warehouse.manifest import SCHEMA_FILE_NAME, Manifest, file_sha256, read_entries_reversed
@@ -157,6 +158,7 @@ class Compactor:
             try:
                 self.compact(job)
                 merged += 1
+                release_free_heap()
             except _Stopped:
                 return merged
             except Exception:

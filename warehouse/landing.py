@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from warehouse.heap import release_free_heap
 from warehouse.manifest import Manifest, read_entries_reversed
 from warehouse.record import DATASETS, SCHEMA_VERSION
 from warehouse.wal import BadTail, WriteAheadLog, decode_payload, fsync_dir, read_frames, wal_id_number
@@ -386,6 +387,8 @@ class Lander:
         self._skip_parts.pop(wal_id, None)
         self.wal.discard(path)
         self._count(outputs, skip)
+        del outputs
+        release_free_heap()
         with self._landed:
             self._landed_through = max(self._landed_through, wal_id_number(wal_id))
             self._landed.notify_all()

@@ -34,7 +34,8 @@ def test_worker_pool_answers_like_inline_and_survives_a_killed_worker(tmp_path):
 
 
 def test_workers_leave_when_the_collector_is_killed(tmp_path):
-    """kill -9 of the server must not leave orphaned normalizer processes behind."""
+    """kill -9 of the server must not leave orphaned processes behind: neither the workers
+    nor the fork server they come from (nor multiprocessing's resource tracker)."""
     import subprocess
     import sys
     import time
@@ -53,6 +54,9 @@ def test_workers_leave_when_the_collector_is_killed(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     workers = [int(pid) for pid in parent.stdout.readline().split()]
     assert len(workers) == 2
+    helpers = [child.pid for child in psutil.Process(parent.pid).children(recursive=True)]
+    assert set(workers) < set(helpers)  # the fork server, the resource tracker
+    workers = helpers
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 10
