@@ -39,3 +39,23 @@ def test_arrow_uses_the_system_allocator_after_tuning():
               "print(pa.default_memory_pool().backend_name)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "system"
+
+
+# Fills the heap with 64 MiB of 1 KiB blocks, frees all but one in 64 (holes glibc keeps),
+# then prints the MiB that release_free_heap() gave back.
+TRIM_SCRIPT = """
+import os
+from warehouse.heap import release_free_heap
+def rss(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+blocks = [bytes(1024) for _ in range(64 * 1024)]
+kept = blocks[::64]; del blocks
+before = rss()
+assert release_free_heap()
+print((before - rss()) >> 20)
+"""
+
+
+@pytest.mark.skipif(glibc() is None, reason="malloc_trim is glibc's")
+def test_free_holes_in_the_heap_go_back_to_the_os_after_release():
+    done = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, check=True)
+    assert int(done.stdout) >= 40
