@@ -128,11 +128,13 @@ def _offsets(body: bytes, ids: set[bytes]) -> list[int]:
 
 def stamp(template: tuple[bytes, list[int], list[int]], send_number: int) -> bytes:
     """A copy of the payload whose trace ids start with ``send_number`` (6 bytes) and span ids
-    with it too (4 bytes): every send is new data, and span ids stay unique as real ones are."""
+    with its connection (1 byte) and send (3 bytes): every send is new data, and span ids stay
+    unique as real (random 64-bit) ones are. Before, span ids left the connection out and
+    repeated across connections, which sent compaction down its path for colliding span ids."""
     body, trace_offsets, span_offsets = template
     buffer = bytearray(body)
-    for offsets, prefix in ((trace_offsets, send_number.to_bytes(6, "big")),
-                            (span_offsets, (send_number % 2**32).to_bytes(4, "big"))):
+    span_prefix = ((send_number >> 32) % 256).to_bytes(1, "big") + (send_number % 2**24).to_bytes(3, "big")
+    for offsets, prefix in ((trace_offsets, send_number.to_bytes(6, "big")), (span_offsets, span_prefix)):
         for offset in offsets:
             buffer[offset:offset + len(prefix)] = prefix
     return bytes(buffer)

@@ -7,7 +7,13 @@ waves resident long after they are freed:
 
 * Arrow's default pool (mimalloc) keeps freed pages for reuse; the system
   allocator gives them back (~90 MB less resident under steady ingest, no
-  measurable speed loss in ``bench/ingest.py``);
+  measurable speed loss in ``bench/ingest.py``). Two defaults, in fact: the
+  pool pyarrow's Python calls use (``pa.set_memory_pool``), and the one Arrow's
+  C++ code takes for itself (Parquet reading, ``group_by``), which is chosen
+  once from ``ARROW_DEFAULT_MEMORY_POOL`` when pyarrow loads. Left on mimalloc,
+  the latter kept 67 MB after compaction's span-id count over a million rows
+  had freed everything (14 MB on the system allocator), so importing
+  ``inferledger`` sets the variable unless the environment already has it;
 * glibc serves blocks below a *dynamic* mmap threshold from its heaps, and
   raises that threshold every time a large block is freed, so after the first
   wave a 20 MB buffer lands on a heap that cannot shrink past live data above
@@ -21,8 +27,7 @@ Only glibc is tuned; elsewhere (musl, macOS) nothing changes.
 from __future__ import annotations
 
 import gc
-
-import pyarrow as pa
+import os
 
 from warehouse.heap import glibc
 
@@ -32,8 +37,16 @@ MMAP_THRESHOLD_BYTES = 1024 * 1024
 ARENAS = 2
 
 
+def arrow_on_the_system_allocator() -> None:
+    """Make Arrow's C++ default pool the system allocator, if pyarrow is not loaded yet
+    (the worker processes inherit the variable)."""
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+
 def tune_allocators() -> bool:
     """Arrow on the system allocator, and glibc tuned as above; True if glibc was tuned."""
+    import pyarrow as pa
+
     pa.set_memory_pool(pa.system_memory_pool())
     libc = glibc()
     if libc is None:

@@ -1,6 +1,7 @@
 """The allocator tuning of the server process (inferledger/memory.py)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -59,3 +60,14 @@ print((before - rss()) >> 20)
 def test_free_holes_in_the_heap_go_back_to_the_os_after_release():
     done = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, check=True)
     assert int(done.stdout) >= 40
+
+
+def test_arrows_own_allocations_use_the_system_allocator_once_inferledger_is_imported():
+    """Arrow's C++ code picks its pool when pyarrow loads; mimalloc there kept freed memory."""
+    script = ("import inferledger, pyarrow as pa, pyarrow.compute as pc\n"
+              "table = pa.table({'id': pa.array([f'{n:016x}' for n in range(100_000)])})\n"
+              "table.group_by('id', use_threads=False).aggregate([([], 'count_all')])\n"
+              "print(pa.mimalloc_memory_pool().max_memory() if pa.mimalloc_memory_pool else 0)\n")
+    env = {key: value for key, value in os.environ.items() if key != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.strip() == "0"

@@ -9,11 +9,19 @@ file. Segment names are derived from the WAL id, so a crash anywhere in between
 is repaired by landing the file again: a rewritten segment replaces its own
 half-finished self, and parts already in the manifest are skipped. Frames that
 cannot be decoded go to ``quarantine/`` with a reason file and a manifest entry.
+
+A file is landed in two passes over a memory map of it, so the lander holds a
+slice of the file (one row group's frames), not the file: the first pass checks
+every frame and reads only the span keys and dates (which rows are first copies,
+which partitions exist, hence every part's number); the second decodes the
+frames a row group at a time, prices them and appends them to one Parquet writer
+per partition. Pages of the map are handed back as each slice is done.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import threading
 import time
@@ -45,6 +53,8 @@ HIGH_CARDINALITY = {"trace_id", "span_id", "parent_span_id", "conversation_id", 
 # Measured on bench/ingest.py rows: 68 bytes/row, against 71 for a full sort by (service,
 # trace_id, start_time), which cost 2.2 µs/row in the collector against 0.7.
 GROUP_COLUMNS = ["service_name", "server_address"]
+# The first pass over a WAL file gives its map's pages back every so often.
+SLICE_RELEASE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -160,12 +170,6 @@ def _value_ranks(column: pa.ChunkedArray) -> pa.Array:
     return pc.take(ranks, encoded.indices)
 
 
-def time_range(rows: Rows) -> tuple[str | None, str | None]:
-    bounds = pc.min_max(rows.column("start_time"))
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    return (low.isoformat() if low else None, high.isoformat() if high else None)
-
-
 # --------------------------------------------------------------------------- files
 
 def parquet_options(schema: pa.Schema, settings: ParquetSettings) -> dict:
@@ -202,6 +206,11 @@ def write_atomically(data: pa.Buffer | bytes, dest: Path, tmp_dir: Path, fsync: 
         handle.write(data)
         if fsync:
             os.fsync(handle.fileno())
+    publish(tmp, dest, fsync)
+
+
+def publish(tmp: Path, dest: Path, fsync: bool = True) -> None:
+    """Rename a complete (and, with ``fsync``, synced) scratch file into place, durably."""
     if not dest.parent.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
         if fsync:
@@ -212,19 +221,59 @@ def write_atomically(data: pa.Buffer | bytes, dest: Path, tmp_dir: Path, fsync: 
         fsync_dir(dest.parent)
 
 
+class SegmentWriter:
+    """One Parquet segment, appended to piece by piece in ``tmp/`` and published whole."""
+
+    def __init__(self, dest: Path, tmp_dir: Path, schema: pa.Schema, settings: ParquetSettings):
+        self.dest, self.settings = dest, settings
+        self.tmp = tmp_dir / f"{dest.name}.{os.getpid()}.tmp"
+        self.writer = pq.ParquetWriter(self.tmp, schema, **parquet_options(schema, settings))
+        self.rows, self.low, self.high = 0, None, None
+
+    def write(self, rows: Rows) -> None:
+        for chunk in rows.chunks(self.settings.row_group_rows):
+            self.writer.write_table(chunk, row_group_size=self.settings.row_group_rows)
+        bounds = pc.min_max(rows.column("start_time"))
+        self.low = _earliest(self.low, bounds["min"].as_py())
+        self.high = _latest(self.high, bounds["max"].as_py())
+        self.rows += rows.num_rows
+
+    def finish(self, fsync: bool = True) -> dict:
+        """Close, sync and rename into place; returns the manifest facts about the file."""
+        self.writer.close()
+        with open(self.tmp, "rb") as handle:
+            if fsync:
+                os.fsync(handle.fileno())
+            digest = hashlib.file_digest(handle, "sha256")
+            size = handle.tell()
+        publish(self.tmp, self.dest, fsync)
+        return {"rows": self.rows, "bytes": size, "sha256": digest.hexdigest(),
+                "min_time": self.low.isoformat() if self.low else None,
+                "max_time": self.high.isoformat() if self.high else None}
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _earliest(a, b):
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a, b):
+    return b if a is None else a if b is None else max(a, b)
+
+
 def write_segment(rows: Rows, dest: Path, tmp_dir: Path, settings: ParquetSettings,
                   fsync: bool = True) -> dict:
     """Write ``rows`` as one Parquet file; returns the manifest facts about it."""
-    sink = pa.BufferOutputStream()
-    schema = rows.table.schema
-    with pq.ParquetWriter(sink, schema, **parquet_options(schema, settings)) as writer:
-        for chunk in rows.chunks(settings.row_group_rows):
-            writer.write_table(chunk, row_group_size=settings.row_group_rows)
-    data = sink.getvalue()
-    write_atomically(data, dest, tmp_dir, fsync)
-    low, high = time_range(rows)
-    return {"rows": rows.num_rows, "bytes": data.size, "sha256": hashlib.sha256(data).hexdigest(),
-            "min_time": low, "max_time": high}
+    writer = SegmentWriter(dest, tmp_dir, rows.table.schema, settings)
+    try:
+        writer.write(rows)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish(fsync)
 
 
 def segment_relpath(dataset: str, partition: str, name: str) -> str:
@@ -267,6 +316,27 @@ def last_landed_wal(manifest_file: Path) -> LandedWal:
 
 # --------------------------------------------------------------------------- the lander
 
+@dataclass(frozen=True)
+class _FrameRef:
+    """Where a decodable frame's payload is in the WAL file, and how many rows it holds."""
+
+    start: int
+    end: int
+    rows: int
+
+
+@dataclass
+class _DatasetPlan:
+    """A dataset's frames in one WAL file, which of their rows are first copies of a span
+    (row numbers over the frames in order, ascending; None: all), and the date partitions
+    those rows fall in (sorted, Hive's NULL partition last)."""
+
+    frames: list[_FrameRef]
+    keep: pa.Array | None
+    partitions: list[str]
+    rows: int
+
+
 @dataclass
 class _Output:
     """One thing landing a WAL file produces: a segment or a quarantined frame."""
@@ -274,10 +344,29 @@ class _Output:
     kind: str
     dataset: str
     relpath: str
-    rows: Rows | None = None
+    partition: str = ""
     raw: bytes = b""
     reason: str = ""
     offset: int = 0
+
+
+class _MappedFile:
+    """A read-only memory map of a WAL file whose pages are given back as landing moves on.
+
+    The pages are the file system's cache; a page given back and touched again is read
+    from it again, so releasing early is always safe and only costs time."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            self.data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+
+    def release(self, start: int, end: int) -> None:
+        """Drop the pages wholly inside [start, end) from the process's memory."""
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = end // mmap.PAGESIZE * mmap.PAGESIZE
+        if self.data and last > first:
+            self.data.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 class Lander:
@@ -372,34 +461,51 @@ class Lander:
     def land_file(self, path: Path) -> None:
         """Land one sealed WAL file, append its manifest entries, then discard it."""
         wal_id = path.stem
-        outputs = self._outputs(wal_id, path.read_bytes())
-        skip = self._skip_parts.get(wal_id, set())
-        entries = []
+        mapped = _MappedFile(path)
+        quarantined, plans = self._plan(wal_id, mapped)
+        outputs = quarantined + [
+            _Output("segment", dataset, "", partition=partition)
+            for dataset in sorted(plans) for partition in plans[dataset].partitions]
         for part, output in enumerate(outputs):
-            if part in skip:
-                continue
-            facts = self._write_output(output)
-            entries.append({"kind": output.kind, "dataset": output.dataset, "file": output.relpath,
-                            "schema_version": SCHEMA_VERSION, **facts,
-                            "source": {"wal": wal_id, "part": part, "parts": len(outputs)}})
+            if output.kind == "segment":
+                output.relpath = segment_relpath(output.dataset, output.partition, f"{wal_id}-{part - len(quarantined):04d}")
+        skip = self._skip_parts.get(wal_id, set())
+        facts = {part: self._write_quarantine(output)
+                 for part, output in enumerate(outputs) if output.kind == "quarantine" and part not in skip}
+        for dataset in sorted(plans):
+            wanted = {output.partition: self.data_dir / output.relpath for part, output in enumerate(outputs)
+                      if output.kind == "segment" and output.dataset == dataset and part not in skip}
+            written = self._write_dataset(mapped, dataset, plans[dataset], wanted)
+            facts.update({part: written[output.partition] for part, output in enumerate(outputs)
+                          if output.kind == "segment" and output.dataset == dataset and part not in skip})
+        entries = [{"kind": output.kind, "dataset": output.dataset, "file": output.relpath,
+                    "schema_version": SCHEMA_VERSION, **facts[part],
+                    "source": {"wal": wal_id, "part": part, "parts": len(outputs)}}
+                   for part, output in enumerate(outputs) if part in facts]
         if entries:
             self.manifest.append(entries)
         self._skip_parts.pop(wal_id, None)
         self.wal.discard(path)
-        self._count(outputs, skip)
-        del outputs
+        self._count(outputs, facts)
+        del mapped
         release_free_heap()
         with self._landed:
             self._landed_through = max(self._landed_through, wal_id_number(wal_id))
             self._landed.notify_all()
 
-    def _outputs(self, wal_id: str, data: bytes) -> list[_Output]:
-        """Everything this WAL file turns into, in a deterministic order (part numbers)."""
-        batches: dict[str, list[pa.Table]] = {}
-        quarantined = []
+    # ------------------------------------------------------------------ pass 1: keys and dates
+
+    def _plan(self, wal_id: str, mapped: _MappedFile) -> tuple[list[_Output], dict[str, _DatasetPlan]]:
+        """Check every frame and read each dataset's span keys and dates: what the file turns
+        into, in a deterministic order (part numbers), before anything is written."""
+        frames: dict[str, list[_FrameRef]] = {}
+        keys: dict[str, list[pa.Table]] = {}
+        dates: dict[str, list[pa.Array]] = {}
+        quarantined, released = [], 0
+        data = mapped.data
         for item in read_frames(data):
             if isinstance(item, BadTail):
-                quarantined.append(self._quarantine_output(wal_id, item.offset, "", data[item.offset:],
+                quarantined.append(self._quarantine_output(wal_id, item.offset, "", bytes(data[item.offset:]),
                                                            item.reason))
                 break
             try:
@@ -408,27 +514,61 @@ class Lander:
                 quarantined.append(self._quarantine_output(wal_id, item.offset, item.dataset,
                                                            bytes(item.payload), f"undecodable frame: {exc}"))
                 continue
-            batches.setdefault(item.dataset, []).append(table)
-        segments = []
-        for dataset in sorted(batches):
-            for partition, rows in self._prepare(dataset, batches.pop(dataset)):
-                relpath = segment_relpath(dataset, partition, f"{wal_id}-{len(segments):04d}")
-                segments.append(_Output("segment", dataset, relpath, rows=rows))
-        return quarantined + segments
+            frames.setdefault(item.dataset, []).append(
+                _FrameRef(item.payload_offset, item.payload_offset + len(item.payload), table.num_rows))
+            keys.setdefault(item.dataset, []).append(_copy(table.select(DEDUP_KEY)))
+            dates.setdefault(item.dataset, []).append(partition_dates(table))
+            del table
+            if item.payload_offset - released >= SLICE_RELEASE_BYTES:
+                mapped.release(released, item.payload_offset)
+                released = item.payload_offset
+        mapped.release(0, len(data))
+        plans = {}
+        for dataset in frames:
+            key_table = pa.concat_tables(keys.pop(dataset))
+            first = first_rows(key_table)
+            day = pa.chunked_array(dates.pop(dataset), pa.date32())
+            if first is not None:
+                day = day.take(first)
+                self.counters["duplicates_dropped"] += key_table.num_rows - len(first)
+            plans[dataset] = _DatasetPlan(frames[dataset], first, _partition_names(day), key_table.num_rows)
+        return quarantined, plans
+
+    # ------------------------------------------------------------------ pass 2: segments
+
+    def _write_dataset(self, mapped: _MappedFile, dataset: str, plan: _DatasetPlan,
+                       wanted: dict[str, Path]) -> dict[str, dict]:
+        """Decode, dedup, price and group the dataset's frames a row group at a time, appending
+        each group to its partition's segment; returns the facts of every segment written."""
+        writers: dict[str, SegmentWriter] = {}
+        try:
+            for first_row, refs in _slices(plan.frames, self.parquet.row_group_rows):
+                self._write_slice(mapped, dataset, refs, _keep_rows(plan.keep, first_row, refs), wanted, writers)
+                mapped.release(refs[0].start, refs[-1].end)
+            return {partition: writer.finish(self.fsync) for partition, writer in writers.items()}
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+
+    def _write_slice(self, mapped: _MappedFile, dataset: str, refs: list[_FrameRef], keep: pa.Array | None,
+                     wanted: dict[str, Path], writers: dict[str, SegmentWriter]) -> None:
+        table = pa.concat_tables([self._decode(dataset, memoryview(mapped.data)[ref.start:ref.end]) for ref in refs])
+        if keep is not None:
+            table = table.take(keep)
+        dates = partition_dates(table)
+        for partition, rows in split_by_date(self._transform(dataset, table), dates):
+            if partition not in wanted:
+                continue
+            if partition not in writers:
+                writers[partition] = SegmentWriter(wanted[partition], self.tmp_dir, DATASETS[dataset], self.parquet)
+            writers[partition].write(rows)
 
     @staticmethod
-    def _decode(dataset: str, payload: bytes) -> pa.Table:
+    def _decode(dataset: str, payload) -> pa.Table:
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}")
         return conform(decode_payload(payload), DATASETS[dataset])
-
-    def _prepare(self, dataset: str, tables: list[pa.Table]) -> list[tuple[str, Rows]]:
-        table = pa.concat_tables(tables)
-        unique = dedup(table)
-        self.counters["duplicates_dropped"] += table.num_rows - unique.num_rows
-        dates = partition_dates(unique)
-        priced = self._transform(dataset, unique)
-        return split_by_date(priced, dates)
 
     def _transform(self, dataset: str, table: pa.Table) -> pa.Table:
         """Apply the hook; on failure land the rows untouched (costs stay NULL = unpriced)
@@ -450,22 +590,57 @@ class Lander:
         return _Output("quarantine", dataset, f"quarantine/{wal_id}-{offset}.bin", raw=raw,
                        reason=reason, offset=offset)
 
-    def _write_output(self, output: _Output) -> dict:
+    def _write_quarantine(self, output: _Output) -> dict:
         dest = self.data_dir / output.relpath
-        if output.kind == "segment":
-            return write_segment(output.rows, dest, self.tmp_dir, self.parquet, self.fsync)
         write_atomically(f"{output.reason}\n".encode(), dest.with_suffix(".reason.txt"), self.tmp_dir, self.fsync)
         write_atomically(output.raw, dest, self.tmp_dir, self.fsync)
         return {"bytes": len(output.raw), "sha256": hashlib.sha256(output.raw).hexdigest(),
                 "reason": output.reason, "offset": output.offset}
 
-    def _count(self, outputs: list[_Output], skipped: set[int]) -> None:
+    def _count(self, outputs: list[_Output], facts: dict[int, dict]) -> None:
         self.counters["files_landed"] += 1
         for part, output in enumerate(outputs):
-            if part in skipped:
+            if part not in facts:
                 continue
             if output.kind == "segment":
                 self.counters["segments_written"] += 1
-                self.rows_landed[output.dataset] = self.rows_landed.get(output.dataset, 0) + output.rows.num_rows
+                self.rows_landed[output.dataset] = self.rows_landed.get(output.dataset, 0) + facts[part]["rows"]
             else:
                 self.counters["frames_quarantined"] += 1
+
+
+# --------------------------------------------------------------------------- slices
+
+def _slices(frames: list[_FrameRef], rows: int):
+    """(number of the first row, frames) runs of at least ``rows`` rows (the last may be fewer)."""
+    run, run_rows, first_row = [], 0, 0
+    for ref in frames:
+        run.append(ref)
+        run_rows += ref.rows
+        if run_rows >= rows:
+            yield first_row, run
+            first_row, run, run_rows = first_row + run_rows, [], 0
+    if run:
+        yield first_row, run
+
+
+def _keep_rows(keep: pa.Array | None, first_row: int, refs: list[_FrameRef]) -> pa.Array | None:
+    """Which rows of a slice to keep (numbers within the slice), given the file-wide ``keep``
+    of its dataset and the slice's first row; None: all of them."""
+    if keep is None:
+        return None
+    end = first_row + sum(ref.rows for ref in refs)
+    inside = pc.and_(pc.greater_equal(keep, first_row), pc.less(keep, end))
+    return pc.subtract(pc.filter(keep, inside), pa.scalar(first_row, keep.type))
+
+
+def _partition_names(dates: pa.ChunkedArray) -> list[str]:
+    """The distinct dates as partition values, in split_by_date's order (NULL last)."""
+    days = sorted(day for day in pc.unique(dates).to_pylist() if day is not None)
+    names = [day.isoformat() for day in days]
+    return names + [NULL_PARTITION] if dates.null_count else names
+
+
+def _copy(table: pa.Table) -> pa.Table:
+    """``table`` in freshly allocated buffers, so it does not keep pages of the WAL map."""
+    return pa.concat_tables([table, table.schema.empty_table()]).combine_chunks()

@@ -102,6 +102,7 @@ class Frame:
     offset: int
     dataset: str
     payload: memoryview  # into the file's bytes: landing a 64 MB file must not copy it
+    payload_offset: int  # where ``payload`` starts in the file
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def read_frames(data: bytes) -> Iterator[Frame | BadTail]:
         _, length, _, name_len = FRAME_HEADER.unpack_from(data, offset)
         body = offset + FRAME_HEADER.size
         name = data[body:body + name_len].decode("utf-8", "replace")
-        yield Frame(offset, name, memoryview(data)[body + name_len:body + name_len + length])
+        yield Frame(offset, name, memoryview(data)[body + name_len:body + name_len + length], body + name_len)
         offset = body + name_len + length
 
 

@@ -40,13 +40,13 @@ def sealed_file(data_dir: Path, *frames: bytes) -> Path:
 class Rig:
     """A WAL, a manifest and a lander on one data dir, opened the way Storage opens them."""
 
-    def __init__(self, data_dir: Path, transform=None):
+    def __init__(self, data_dir: Path, transform=None, parquet: ParquetSettings | None = None):
         self.data_dir = data_dir
         self.manifest = Manifest(manifest_path(data_dir))
         landed = last_landed_wal(self.manifest.path)
         self.wal = WriteAheadLog(data_dir / "wal", seal_interval_s=30, id_floor=landed.wal_id)
         self.wal.open()
-        self.lander = Lander(data_dir, self.wal, self.manifest, transform=transform)
+        self.lander = Lander(data_dir, self.wal, self.manifest, parquet, transform=transform)
         self.lander.recover(landed)
 
     def land_all(self) -> None:
@@ -318,3 +318,69 @@ def test_a_sorted_segment_is_written_row_group_by_row_group(tmp_path):
     assert written.read()["n"].to_pylist() == [1, 3, 5, 6, 4, 2, 0]
     assert facts["rows"] == 7 and facts["min_time"] == start.isoformat()
     assert facts["max_time"] == (start + timedelta(seconds=6)).isoformat()
+
+
+def many_frames(data_dir: Path) -> Path:
+    """A sealed file of 9 inference frames of 3 rows over two days, with retried spans in
+    other frames (a later copy marked feature='retry'), and http_attempts frames between them."""
+    frames = []
+    for n in range(9):
+        day = DAY1 if n % 3 else DAY2
+        frames.append(encode_frame("inferences", inferences(3, first=10 * n, start=day, feature="first")))
+        if n in (2, 6):  # the first rows of frame 0 and of frame 4, again
+            frames.append(encode_frame("inferences", inferences(2, first=0 if n == 2 else 40,
+                                                                start=DAY2 if n == 2 else DAY1, feature="retry")))
+        if n % 4 == 1:
+            attempt = to_batch([{"trace_id": f"{n:032x}", "span_id": "b" * 16, "start_time": DAY1}],
+                               HTTP_ATTEMPT_SCHEMA)
+            frames.append(encode_frame("http_attempts", attempt))
+    return sealed_file(data_dir, *frames)
+
+
+def landed(data_dir: Path, row_group_rows: int) -> tuple[list, list, Rig]:
+    many_frames(data_dir)
+    rig = Rig(data_dir, parquet=ParquetSettings(row_group_rows=row_group_rows))
+    try:
+        rig.land_all()
+        entries = [(e["dataset"], e["file"].split("/")[2], e["rows"], e["source"]["part"]) for e in rig.entries()]
+        tables = [pq.read_table(path).sort_by([("span_id", "ascending"), ("trace_id", "ascending")])
+                  for path in rig.segments() + rig.segments("http_attempts")]
+        return entries, tables, rig
+    finally:
+        rig.close()
+
+
+def test_a_file_landed_a_row_group_at_a_time_gives_the_same_segments_as_in_one_piece(tmp_path):
+    whole_entries, whole, _ = landed(tmp_path / "whole", row_group_rows=1000)
+    sliced_entries, sliced, rig = landed(tmp_path / "sliced", row_group_rows=4)
+    assert sliced_entries == whole_entries == [
+        ("http_attempts", "date=2026-05-01", 2, 0),
+        ("inferences", "date=2026-05-01", 18, 1), ("inferences", "date=2026-05-02", 9, 2)]
+    assert [t.to_pylist() for t in sliced] == [t.to_pylist() for t in whole]
+    assert {row["feature"] for t in sliced[:2] for row in t.to_pylist()} == {"first"}  # first copies won
+    assert rig.lander.counters["duplicates_dropped"] == 4
+    assert pq.ParquetFile(rig.segments()[0]).metadata.num_row_groups > 1
+    assert verify_chain(tmp_path / "sliced") == []
+
+
+def test_a_slice_of_nothing_but_copies_lands_the_rest(tmp_path):
+    first = encode_frame("inferences", inferences(3))
+    sealed_file(tmp_path, first, first, first, encode_frame("inferences", inferences(1, first=7)))
+    rig = Rig(tmp_path, parquet=ParquetSettings(row_group_rows=3))
+    try:
+        rig.land_all()
+        [segment] = rig.segments()
+        assert sorted(pq.read_table(segment)["span_id"].to_pylist()) == [f"{i:016x}" for i in (0, 1, 2, 7)]
+        assert rig.lander.counters["duplicates_dropped"] == 6
+    finally:
+        rig.close()
+
+
+def test_an_empty_sealed_file_is_discarded(tmp_path):
+    path = sealed_file(tmp_path)
+    rig = Rig(tmp_path)
+    try:
+        rig.land_all()
+        assert not path.exists() and rig.segments() == [] and rig.entries() == []
+    finally:
+        rig.close()
