@@ -9,7 +9,10 @@ present in the `inferences` view. Reports, per run and as the median of runs:
 - durable spans/s: acknowledged spans / time from the first request until all
   of them were queryable in the warehouse,
 - request latency p50/p99 (send to 200),
-- collector peak RSS (sampled every 100 ms),
+- collector peak RSS (sampled every 100 ms): the server process, which the target is about,
+  and the whole collector (server, fork server, normalizer workers) as the peak of their
+  summed PSS (proportional set size: shared pages counted once, split between sharers),
+
 - Parquet bytes per span on disk,
 - calibration: µs per span of normalizing one payload in the benchmark's own process (best of
   5) just before the run. The machine's speed drifts (a shared VM measured the same build at
@@ -191,6 +194,15 @@ def sender(port: int, payloads: list, spans: int, stop_at: float, results: dict,
         results["acked"] += acked
 
 
+def pss_bytes(pid: int) -> int:
+    """A process's proportional set size (Linux), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            return next(int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        return 0
+
+
 def count_rows(data_dir: Path) -> int:
     from warehouse.catalog import query
 
@@ -215,11 +227,12 @@ def run_once(args, payloads: list[bytes]) -> dict:
     port = free_port()
     process = start_collector(work / "data", port, args.with_jobs)
     proc = psutil.Process(process.pid)
-    peak_rss, sampling = [0], [True]
+    peak_rss, peak_tree_pss, sampling = [0], [0], [True]
 
     def sample() -> None:
         while sampling[0]:
             peak_rss[0] = max(peak_rss[0], proc.memory_info().rss)
+            peak_tree_pss[0] = max(peak_tree_pss[0], sum(pss_bytes(p.pid) for p in [proc, *proc.children(recursive=True)]))
             time.sleep(0.1)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -251,6 +264,7 @@ def run_once(args, payloads: list[bytes]) -> dict:
         "latency_p50_ms": 1000 * latencies[len(latencies) // 2],
         "latency_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "peak_rss_mb": peak_rss[0] / 2**20,
+        "peak_collector_pss_mb": peak_tree_pss[0] / 2**20,
         "parquet_bytes_per_span": parquet_bytes / max(rows, 1),
         "calibration_us_per_span": calibration,
     }

@@ -337,9 +337,9 @@ def many_frames(data_dir: Path) -> Path:
     return sealed_file(data_dir, *frames)
 
 
-def landed(data_dir: Path, row_group_rows: int) -> tuple[list, list, Rig]:
+def landed(data_dir: Path, landing_rows: int) -> tuple[list, list, Rig]:
     many_frames(data_dir)
-    rig = Rig(data_dir, parquet=ParquetSettings(row_group_rows=row_group_rows))
+    rig = Rig(data_dir, parquet=ParquetSettings(landing_rows=landing_rows))
     try:
         rig.land_all()
         entries = [(e["dataset"], e["file"].split("/")[2], e["rows"], e["source"]["part"]) for e in rig.entries()]
@@ -351,8 +351,8 @@ def landed(data_dir: Path, row_group_rows: int) -> tuple[list, list, Rig]:
 
 
 def test_a_file_landed_a_row_group_at_a_time_gives_the_same_segments_as_in_one_piece(tmp_path):
-    whole_entries, whole, _ = landed(tmp_path / "whole", row_group_rows=1000)
-    sliced_entries, sliced, rig = landed(tmp_path / "sliced", row_group_rows=4)
+    whole_entries, whole, _ = landed(tmp_path / "whole", landing_rows=1000)
+    sliced_entries, sliced, rig = landed(tmp_path / "sliced", landing_rows=4)
     assert sliced_entries == whole_entries == [
         ("http_attempts", "date=2026-05-01", 2, 0),
         ("inferences", "date=2026-05-01", 18, 1), ("inferences", "date=2026-05-02", 9, 2)]
@@ -366,7 +366,7 @@ def test_a_file_landed_a_row_group_at_a_time_gives_the_same_segments_as_in_one_p
 def test_a_slice_of_nothing_but_copies_lands_the_rest(tmp_path):
     first = encode_frame("inferences", inferences(3))
     sealed_file(tmp_path, first, first, first, encode_frame("inferences", inferences(1, first=7)))
-    rig = Rig(tmp_path, parquet=ParquetSettings(row_group_rows=3))
+    rig = Rig(tmp_path, parquet=ParquetSettings(landing_rows=3))
     try:
         rig.land_all()
         [segment] = rig.segments()
