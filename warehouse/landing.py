@@ -381,7 +381,7 @@ class Lander:
 
     def __init__(self, data_dir: Path, wal: WriteAheadLog, manifest: Manifest,
                  parquet: ParquetSettings | None = None, transform: Transform | None = None,
-                 fsync: bool = True, poll_interval_s: float = 0.5):
+                 fsync: bool = True, poll_interval_s: float = 0.5, peak_lock: threading.Lock | None = None):
         self.data_dir = Path(data_dir)
         self.tmp_dir = self.data_dir / "tmp"
         self.quarantine_dir = self.data_dir / "quarantine"
@@ -390,6 +390,7 @@ class Lander:
         self.transform = transform
         self.fsync = fsync
         self.poll_interval_s = poll_interval_s
+        self.peak_lock = peak_lock or threading.Lock()  # see Compactor.peak_lock
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._landed = threading.Condition()
@@ -467,6 +468,14 @@ class Lander:
 
     def land_file(self, path: Path) -> None:
         """Land one sealed WAL file, append its manifest entries, then discard it."""
+        with self.peak_lock:
+            self._land(path)
+        release_free_heap()
+        with self._landed:
+            self._landed_through = max(self._landed_through, wal_id_number(path.stem))
+            self._landed.notify_all()
+
+    def _land(self, path: Path) -> None:
         wal_id = path.stem
         mapped = _MappedFile(path)
         quarantined, plans = self._plan(wal_id, mapped)
@@ -494,11 +503,6 @@ class Lander:
         self._skip_parts.pop(wal_id, None)
         self.wal.discard(path)
         self._count(outputs, facts)
-        del mapped
-        release_free_heap()
-        with self._landed:
-            self._landed_through = max(self._landed_through, wal_id_number(wal_id))
-            self._landed.notify_all()
 
     # ------------------------------------------------------------------ pass 1: keys and dates
 

@@ -105,7 +105,8 @@ class Storage:
     def _open_components(self) -> None:
         s = self.settings
         self.manifest = Manifest(manifest_path(self.data_dir), fsync=s.fsync)
-        self.compactor = Compactor(self.data_dir, self.manifest, s.compaction, s.parquet, s.fsync)
+        peak_lock = threading.Lock()  # the lander's and the compactor's memory peaks, one at a time
+        self.compactor = Compactor(self.data_dir, self.manifest, s.compaction, s.parquet, s.fsync, peak_lock)
         self.compactor.recover()
         landed = last_landed_wal(self.manifest.path)
         self.wal = WriteAheadLog(self.data_dir / "wal", fsync=s.fsync, max_file_bytes=s.max_wal_file_bytes,
@@ -113,7 +114,7 @@ class Storage:
                                  compression=s.wal_compression, id_floor=landed.wal_id,
                                  on_seal=self._wake_lander)
         self.lander = Lander(self.data_dir, self.wal, self.manifest, s.parquet, s.transform, s.fsync,
-                             poll_interval_s=min(0.5, s.seal_interval_s))
+                             poll_interval_s=min(0.5, s.seal_interval_s), peak_lock=peak_lock)
         self.wal.open()
         self.lander.recover(landed)
         ensure_schema_files(self.data_dir, s.fsync)

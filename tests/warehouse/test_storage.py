@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 
 from warehouse.catalog import query
-from warehouse.compaction import CompactionSettings
-from warehouse.manifest import manifest_path, read_entries, verify_chain
+from warehouse.compaction import CompactionSettings, Compactor
+from warehouse.manifest import Manifest, manifest_path, read_entries, verify_chain
 from warehouse.record import HTTP_ATTEMPT_SCHEMA, to_batch
 from warehouse.storage import Storage, StorageSettings, StorageUnavailable
 
@@ -168,6 +168,32 @@ def test_compaction_merges_small_segments_then_deletes_them_after_the_grace_peri
     assert entry["file"] == merged.relative_to(tmp_path).as_posix()
     assert verify_chain(tmp_path) == []
     assert not any((tmp_path / "compaction" / "pending").iterdir())
+
+
+def test_compaction_counts_span_ids_only_when_no_file_is_landing(tmp_path):
+    """The lander's and the compactor's memory peaks take turns: Storage gives both one lock,
+    which the lander holds while landing a file and compaction needs for its span-id count."""
+    landed_segments(tmp_path, 3)
+    lock = threading.Lock()
+    manifest = Manifest(manifest_path(tmp_path))
+    compactor = Compactor(tmp_path, manifest, CompactionSettings(min_files=2, idle_s=0, grace_s=0), fsync=False,
+                          peak_lock=lock)
+    try:
+        with lock:  # a file is landing
+            merging = threading.Thread(target=compactor.run_once)
+            merging.start()
+            merging.join(0.5)
+            assert merging.is_alive() and compactor.counters["compactions"] == 0
+        merging.join(10)
+        assert not merging.is_alive() and compactor.counters["compactions"] == 1
+    finally:
+        manifest.close()
+    assert count(tmp_path) == 9
+
+
+def test_storage_gives_its_lander_and_compactor_one_peak_lock(tmp_path):
+    with Storage(tmp_path, StorageSettings(compaction=NO_COMPACTION)) as storage:
+        assert storage.lander.peak_lock is storage.compactor.peak_lock
 
 
 def test_compaction_keeps_the_first_receipt_of_a_span_stored_in_two_segments(tmp_path):
