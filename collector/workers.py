@@ -1,8 +1,9 @@
 """Decode and normalize in worker processes.
 
 Reading protobuf attributes and applying the convention precedence is
-CPU-bound Python that holds the GIL (about 25-45 µs per span, see
-bench/normalize_micro.py), so one process cannot use a second core. With
+CPU-bound work that holds the GIL (6-10 µs per span with the C extension,
+about 45 in pure Python, see bench/normalize_micro.py), so one process cannot
+use a second core. With
 ``ingest.workers`` > 0 the collector hands each request body to a pool of
 processes and keeps only the cheap parts (HTTP, the write-ahead log, landing)
 in the main process. ``workers = 0`` normalizes inline, which is simplest to
@@ -11,16 +12,19 @@ debug and what tests of the normalization itself use.
 A worker hands back an ``EncodedBatch``: the records already serialized as
 write-ahead log frames (``warehouse.encoding``), which cross the process
 boundary as plain bytes and which the main process queues without decoding.
+How workers are fed, started and replaced: collector/README.md, "Worker processes".
 """
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing
 import os
+import pickle
+import queue
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 
@@ -32,6 +36,7 @@ from collector.tenancy import restrict_to_tenant
 from warehouse.encoding import FrameEncoder
 from warehouse.wal import EncodedFrame
 
+log = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
 DECODERS = {PROTOBUF: decode_protobuf, "application/json": decode_json}
 _settings: NormalizeSettings | None = None
@@ -120,8 +125,21 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+class WorkerDied(RuntimeError):
+    """The worker normalizing a request exited (OOM killer, a signal); nothing was stored,
+    so the transports answer it as retryable."""
+
+
 class NormalizerPool:
-    """A process pool that runs ``prepare``; zero workers means inline.
+    """Worker processes, each fed over its own pipe by one thread of the server; zero
+    workers means inline.
+
+    Requests wait in one queue and whichever worker is free takes the next. The server's
+    side of a request is one queue put (the event loop never writes to a pipe) and, in the
+    feeding thread, one write and one read; ``concurrent.futures.ProcessPoolExecutor``
+    had a manager and a feeder thread and a wake-up pipe written by the event loop, whose
+    writes showed up as a quarter of the event loop's busy time under load. A worker that
+    dies fails the request it had and is replaced.
 
     ``encode`` comes from the storage the frames go to (``Storage.frame_encoder()``).
     """
@@ -130,41 +148,118 @@ class NormalizerPool:
         self.settings = settings
         self.workers = workers
         self.encode = encode
-        self._pool = None
-        if workers > 0:
-            self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        kwargs = {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.init}
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context(),
-                                   initializer=_initialize, initargs=(kwargs, self.encode, os.getpid()))
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._feeders = [_Feeder(self, number) for number in range(workers)]
 
     def submit(self, body: bytes, content_type: str, tenant: str | None = None) -> Future:
         """A future of the request's ``EncodedBatch``; ``tenant``: the API key's (see collector.tenancy)."""
-        if self._pool is None:
-            future: Future = Future()
+        future: Future = Future()
+        if not self._feeders:
             try:
                 future.set_result(prepare(body, content_type, tenant, self.settings, self.encode))
-            except Exception as exc:  # delivered to the caller exactly as the pool would
+            except Exception as exc:  # delivered to the caller exactly as a worker's would be
                 future.set_exception(exc)
             return future
-        return self._pool_submit(body, content_type, tenant)
+        if self._closed:
+            raise RuntimeError("the normalizer pool is shut down")
+        self._requests.put((future, body, content_type, tenant))
+        return future
 
-    def _pool_submit(self, body: bytes, content_type: str, tenant: str | None) -> Future:
-        try:
-            return self._pool.submit(prepare, body, content_type, tenant)
-        except BrokenProcessPool:  # a worker died (OOM killer, signal): start a fresh pool once
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
-            return self._pool.submit(prepare, body, content_type, tenant)
+    def warm_up(self, timeout: float = 60.0) -> None:
+        """Wait until every worker has started, so the first requests do not pay for it."""
+        for feeder in self._feeders:
+            feeder.ready.wait(timeout)
 
-    def warm_up(self) -> None:
-        """Start every worker now, so the first requests do not pay for process start-up."""
-        if self._pool is not None:
-            for future in [self._pool.submit(prepare, b"", PROTOBUF)
-                           for _ in range(self.workers)]:
-                future.result()
+    def worker_pids(self) -> list[int]:
+        return [feeder.process.pid for feeder in self._feeders if feeder.process is not None]
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        """Finish the requests already queued, then stop every worker."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._feeders:
+            self._requests.put(None)
+        for feeder in self._feeders:
+            feeder.thread.join()
+
+    def _settings_kwargs(self) -> dict:
+        return {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.init}
+
+
+class _Feeder:
+    """One worker process and the server thread that hands it requests, one at a time."""
+
+    def __init__(self, pool: NormalizerPool, number: int):
+        self.pool = pool
+        self.ready = threading.Event()
+        self.process = None
+        self.connection = None
+        self.thread = threading.Thread(target=self._run, name=f"normalizer-{number}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self._start_worker()
+        while (item := self.pool._requests.get()) is not None:
+            future, request = item[0], item[1:]
+            if future.set_running_or_notify_cancel():
+                self._handle(future, request)
+        self._stop_worker()
+
+    def _handle(self, future: Future, request: tuple) -> None:
+        try:
+            self.connection.send_bytes(pickle.dumps(request, pickle.HIGHEST_PROTOCOL))
+            succeeded, value = pickle.loads(self.connection.recv_bytes())
+        except (EOFError, OSError) as exc:
+            future.set_exception(WorkerDied(f"normalizer worker {self.process.pid} exited "
+                                            f"(code {self.process.exitcode}): {exc!r}"))
+            self._stop_worker()
+            self._start_worker()
+            return
+        if succeeded:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def _start_worker(self) -> None:
+        context = worker_context()
+        ours, theirs = context.Pipe()
+        self.process = context.Process(target=_serve, name=self.thread.name, daemon=True,
+                                       args=(theirs, self.pool._settings_kwargs(), self.pool.encode, os.getpid()))
+        self.process.start()
+        theirs.close()
+        self.connection = ours
+        try:
+            self.connection.recv_bytes()  # initialized
+        except EOFError:
+            log.error("normalizer worker %s exited while starting (code %s)", self.process.pid,
+                      self.process.join(5) or self.process.exitcode)
+        self.ready.set()
+
+    def _stop_worker(self) -> None:
+        self.connection.close()  # the worker reads EOF and leaves
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _serve(connection, settings_kwargs: dict, encode: FrameEncoder, server_pid: int) -> None:
+    """A worker's life: answer (body, content type, tenant) requests until the server hangs up."""
+    _initialize(settings_kwargs, encode, server_pid)
+    connection.send_bytes(b"ready")
+    while True:
+        try:
+            body, content_type, tenant = pickle.loads(connection.recv_bytes())
+        except EOFError:
+            return
+        try:
+            reply = (True, prepare(body, content_type, tenant))
+        except Exception as exc:  # the caller gets it as it was raised (CollectorError subclasses)
+            reply = (False, exc)
+        try:
+            message = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            message = pickle.dumps((False, RuntimeError(f"could not send the result back: {exc!r}")))
+        connection.send_bytes(message)

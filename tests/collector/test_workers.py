@@ -26,10 +26,16 @@ def test_worker_pool_answers_like_inline_and_survives_a_killed_worker(tmp_path):
         reply = post(server, b"\x0a\xff\xff")
         assert reply.status_code == 400 and "protobuf" in status_pb2.Status.FromString(reply.content).message
 
-        pool = server.pipeline.receiver.normalizers._pool
-        os.kill(next(iter(pool._processes)), signal.SIGKILL)
-        statuses = [post(server, export_request([genai_span()]).SerializeToString()).status_code for _ in range(3)]
-        assert statuses[-1] == 200 and set(statuses) <= {200, 503}
+        pool = server.pipeline.receiver.normalizers
+        killed = pool.worker_pids()
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        statuses = []
+        while statuses[-3:] != [200] * 3 and len(statuses) < 10:
+            statuses.append(post(server, export_request([genai_span()]).SerializeToString()).status_code)
+        # each dead worker fails the one request it is handed (retryable), then is replaced
+        assert statuses[0] == 503 and statuses.count(503) <= 2 and set(statuses) <= {200, 503}
+        assert statuses[-3:] == [200] * 3 and len(pool.worker_pids()) == 2
         wait_for_rows(server.data_dir, "select * from inferences", 1 + statuses.count(200))
 
 
@@ -48,7 +54,7 @@ def test_workers_leave_when_the_collector_is_killed(tmp_path):
         "from collector.workers import NormalizerPool\n"
         "pool = NormalizerPool(NormalizeSettings(subject_key=b'k'), 2)\n"
         "pool.warm_up()\n"
-        "print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+        "print(' '.join(str(p) for p in pool.worker_pids()), flush=True)\n"
         "time.sleep(60)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
