@@ -93,7 +93,7 @@ def test_lands_by_dataset_and_date_then_deletes_the_wal_file(rig):
     assert day1.schema.names == RECORD_SCHEMA.names
     assert day1.schema.field("tenant").metadata == RECORD_SCHEMA.field("tenant").metadata  # docs travel along
     assert day1.schema.metadata == RECORD_SCHEMA.metadata
-    assert day1["service_name"].to_pylist() == ["a-svc", "a-svc", "b-svc", "b-svc"]  # clustered
+    assert day1["service_name"].to_pylist() == ["b-svc", "a-svc", "b-svc", "a-svc"]  # arrival order
     assert rig.lander.rows_landed == {"inferences": 7, "http_attempts": 1}
     assert verify_chain(rig.data_dir) == []
 
@@ -284,7 +284,7 @@ def test_frame_header_layout_is_stable():
     assert struct.calcsize("<4sIIH") == 14
 
 
-def test_split_groups_days_and_services_and_keeps_arrival_order_within_them():
+def test_split_sorts_days_and_keeps_arrival_order_within_each():
     when = [datetime(2026, 5, 2, 9, tzinfo=timezone.utc), datetime(2026, 5, 1, 9, tzinfo=timezone.utc)]
     rows = [("b-svc", 0, 1), ("a-svc", 0, 2), ("b-svc", 1, 3), (None, 0, 4), ("a-svc", 1, 5), ("b-svc", 0, 6)]
     table = pa.table({"service_name": [svc for svc, _, _ in rows],
@@ -293,8 +293,8 @@ def test_split_groups_days_and_services_and_keeps_arrival_order_within_them():
     parts = split_by_date(table, partition_dates(table))
     tables = [(day, rows.to_table()) for day, rows in parts]
     assert [(day, part["service_name"].to_pylist(), part["arrival"].to_pylist()) for day, part in tables] == [
-        ("2026-05-01", ["a-svc", "b-svc"], [5, 3]),
-        ("2026-05-02", ["a-svc", "b-svc", "b-svc", None], [2, 1, 6, 4])]
+        ("2026-05-01", ["b-svc", "a-svc"], [3, 5]),
+        ("2026-05-02", ["b-svc", "a-svc", None, "b-svc"], [1, 2, 4, 6])]
 
 
 def test_split_of_rows_already_in_order_copies_nothing():
