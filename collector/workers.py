@@ -150,7 +150,8 @@ class NormalizerPool:
         self.encode = encode
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
-        self._feeders = [_Feeder(self, number) for number in range(workers)]
+        worker_args = ({f.name: getattr(settings, f.name) for f in fields(settings) if f.init}, encode, os.getpid())
+        self._feeders = [_Feeder(self._requests, worker_args, number) for number in range(workers)]
 
     def submit(self, body: bytes, content_type: str, tenant: str | None = None) -> Future:
         """A future of the request's ``EncodedBatch``; ``tenant``: the API key's (see collector.tenancy)."""
@@ -184,15 +185,14 @@ class NormalizerPool:
         for feeder in self._feeders:
             feeder.thread.join()
 
-    def _settings_kwargs(self) -> dict:
-        return {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.init}
-
 
 class _Feeder:
-    """One worker process and the server thread that hands it requests, one at a time."""
+    """One worker process and the server thread that hands it requests, one at a time.
 
-    def __init__(self, pool: NormalizerPool, number: int):
-        self.pool = pool
+    ``worker_args``: what ``_serve`` gets after its pipe (settings, encoder, the server's pid)."""
+
+    def __init__(self, requests: queue.SimpleQueue, worker_args: tuple, number: int):
+        self.requests, self.worker_args = requests, worker_args
         self.ready = threading.Event()
         self.process = None
         self.connection = None
@@ -201,7 +201,7 @@ class _Feeder:
 
     def _run(self) -> None:
         self._start_worker()
-        while (item := self.pool._requests.get()) is not None:
+        while (item := self.requests.get()) is not None:
             future, request = item[0], item[1:]
             if future.set_running_or_notify_cancel():
                 self._handle(future, request)
@@ -226,7 +226,7 @@ class _Feeder:
         context = worker_context()
         ours, theirs = context.Pipe()
         self.process = context.Process(target=_serve, name=self.thread.name, daemon=True,
-                                       args=(theirs, self.pool._settings_kwargs(), self.pool.encode, os.getpid()))
+                                       args=(theirs, *self.worker_args))
         self.process.start()
         theirs.close()
         self.connection = ours

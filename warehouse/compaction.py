@@ -37,8 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse.heap import release_free_heap
-from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, first_rows, parquet_options,
-                               write_atomically)
+from warehouse.landing import (DEDUP_KEY, ParquetSettings, conform, first_rows, parquet_options, publish,
+                               widen_time_range, write_atomically)
 from warehouse.manifest import SCHEMA_FILE_NAME, Manifest, file_sha256, read_entries_reversed
 from warehouse.priority import lower_thread_priority
 from warehouse.record import DATASETS, SCHEMA_VERSION
@@ -254,11 +254,9 @@ class Compactor:
             if self.fsync:
                 with open(tmp, "rb") as handle:
                     os.fsync(handle.fileno())
-            os.replace(tmp, output)
+            publish(tmp, output, self.fsync)
         finally:
             tmp.unlink(missing_ok=True)
-        if self.fsync:
-            fsync_dir(output.parent)
         entry = {"kind": "compaction", "dataset": job.dataset, "file": self._relpath(output),
                  "schema_version": SCHEMA_VERSION, **facts, "bytes": output.stat().st_size,
                  "sha256": file_sha256(output), "source": {"replaces": sources}}
@@ -276,7 +274,7 @@ class Compactor:
                 for table in self._read(path, schema, drop.get(index)):
                     buffered.append(table)
                     rows += table.num_rows
-                    low, high = _widen(low, high, table)
+                    low, high = widen_time_range(low, high, table["start_time"])
                     if sum(t.num_rows for t in buffered) >= self.parquet.row_group_rows:
                         writer.write_table(pa.concat_tables(buffered), self.parquet.row_group_rows)
                         buffered = []
@@ -400,11 +398,3 @@ def _fixed_width(span_ids: pa.ChunkedArray) -> pa.ChunkedArray:
 def _iso(moment: datetime) -> str:
     """The manifest's created_at format, so the two compare as strings."""
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _widen(low, high, table: pa.Table):
-    bounds = pc.min_max(table["start_time"])
-    new_low, new_high = bounds["min"].as_py(), bounds["max"].as_py()
-    low = new_low if low is None or (new_low is not None and new_low < low) else low
-    high = new_high if high is None or (new_high is not None and new_high > high) else high
-    return low, high

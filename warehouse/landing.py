@@ -230,9 +230,7 @@ class SegmentWriter:
     def write(self, rows: Rows) -> None:
         for chunk in rows.chunks(self.settings.row_group_rows):
             self.writer.write_table(chunk, row_group_size=self.settings.row_group_rows)
-        bounds = pc.min_max(rows.column("start_time"))
-        self.low = _earliest(self.low, bounds["min"].as_py())
-        self.high = _latest(self.high, bounds["max"].as_py())
+        self.low, self.high = widen_time_range(self.low, self.high, rows.column("start_time"))
         self.rows += rows.num_rows
 
     def finish(self, fsync: bool = True) -> dict:
@@ -253,24 +251,13 @@ class SegmentWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def _earliest(a, b):
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _latest(a, b):
-    return b if a is None else a if b is None else max(a, b)
-
-
-def write_segment(rows: Rows, dest: Path, tmp_dir: Path, settings: ParquetSettings,
-                  fsync: bool = True) -> dict:
-    """Write ``rows`` as one Parquet file; returns the manifest facts about it."""
-    writer = SegmentWriter(dest, tmp_dir, rows.table.schema, settings)
-    try:
-        writer.write(rows)
-    except BaseException:
-        writer.abort()
-        raise
-    return writer.finish(fsync)
+def widen_time_range(low, high, start_times: pa.ChunkedArray | pa.Array):
+    """(low, high) widened to cover ``start_times`` (None: nothing seen yet)."""
+    bounds = pc.min_max(start_times)
+    new_low, new_high = bounds["min"].as_py(), bounds["max"].as_py()
+    low = new_low if low is None or (new_low is not None and new_low < low) else low
+    high = new_high if high is None or (new_high is not None and new_high > high) else high
+    return low, high
 
 
 def segment_relpath(dataset: str, partition: str, name: str) -> str:
@@ -331,7 +318,6 @@ class _DatasetPlan:
     frames: list[_FrameRef]
     keep: pa.Array | None
     partitions: list[str]
-    rows: int
 
 
 @dataclass
@@ -536,7 +522,7 @@ class Lander:
             if first is not None:
                 day = day.take(first)
                 self.counters["duplicates_dropped"] += key_table.num_rows - len(first)
-            plans[dataset] = _DatasetPlan(frames[dataset], first, _partition_names(day), key_table.num_rows)
+            plans[dataset] = _DatasetPlan(frames[dataset], first, _partition_names(day))
         return quarantined, plans
 
     # ------------------------------------------------------------------ pass 2: segments

@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse.landing import (Lander, ParquetSettings, Rows, last_landed_wal, partition_dates, split_by_date,
-                               write_segment)
+from warehouse.landing import (Lander, ParquetSettings, Rows, SegmentWriter, last_landed_wal, partition_dates,
+                               split_by_date)
 from warehouse.manifest import Manifest, manifest_path, read_entries, verify_chain
 from warehouse.record import HTTP_ATTEMPT_SCHEMA, RECORD_SCHEMA, to_batch
 from warehouse.wal import FRAME_HEADER, FRAME_MAGIC, WriteAheadLog, encode_frame
@@ -313,8 +313,9 @@ def test_a_sorted_segment_is_written_row_group_by_row_group(tmp_path):
                       "start_time": pa.array([start + timedelta(seconds=s) for s in (6, 0, 5, 1, 4, 2, 3)],
                                              pa.timestamp("us", "UTC"))})
     order = pa.array([1, 3, 5, 6, 4, 2, 0], pa.uint64())
-    facts = write_segment(Rows(table, order), tmp_path / "out" / "s.parquet", tmp_path, ParquetSettings(row_group_rows=3),
-                          fsync=False)
+    writer = SegmentWriter(tmp_path / "out" / "s.parquet", tmp_path, table.schema, ParquetSettings(row_group_rows=3))
+    writer.write(Rows(table, order))
+    facts = writer.finish(fsync=False)
     written = pq.ParquetFile(tmp_path / "out" / "s.parquet")
     assert written.metadata.num_row_groups == 3
     assert written.read()["n"].to_pylist() == [1, 3, 5, 6, 4, 2, 0]
